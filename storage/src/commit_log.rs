@@ -1,0 +1,664 @@
+//! `CommitLog`: one shard's append-only log of records in segment files, its group-commit
+//! writer and its flush (fdatasync) policy.
+//!
+//! Write path, in order (DURABILITY.md numbers the same steps):
+//! 1. An append copies each validated record into the *active* buffer (aligned DMA memory)
+//!    and stamps it there; no I/O yet. Appends arriving while a write is in flight gather in
+//!    the active buffer: that is the group commit.
+//! 2. The writer task seals the active buffer (zero-padding it to a block), starts the next
+//!    one with a copy of the partial last block, and writes the sealed buffer with one
+//!    O_DIRECT io_uring write at its aligned position. Writes are issued one at a time, in
+//!    log order, so `written` only ever grows contiguously.
+//! 3. `sync` mode: the syncer task runs one fdatasync covering everything written so far
+//!    (every segment file touched), then moves `durable` up; the writer keeps writing the
+//!    next group meanwhile, at most two buffers ahead of the last sync. `async` mode: `durable`
+//!    follows `written`, and fdatasync runs every `flush_interval_ms`.
+//! 4. Append futures resolve once `durable` covers their last byte.
+//!
+//! Written buffers are kept in the [`TailCache`] for readers. This module knows nothing of
+//! queues: the store stamps records and keeps the indexes.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
+
+use crate::config::{FlushMode, StorageConfig, BLOCK_BYTES};
+use crate::error::{from_glommio, Result, StorageError};
+use crate::ids::LogPosition;
+use crate::signal::Signal;
+use crate::tail_cache::TailCache;
+
+/// Smallest active buffer; buffers grow towards `write_buffer_bytes` under load.
+const MIN_BUFFER_BYTES: usize = 64 << 10;
+
+pub(crate) fn align_down(value: u64) -> u64 {
+    value / BLOCK_BYTES * BLOCK_BYTES
+}
+
+pub(crate) fn align_up(value: u64) -> u64 {
+    value.div_ceil(BLOCK_BYTES) * BLOCK_BYTES
+}
+
+/// File name of the segment starting at `start`.
+pub(crate) fn segment_file_name(start: u64) -> String {
+    format!("{start:020}.log")
+}
+
+/// Parses a segment file name back into its start position.
+pub(crate) fn parse_segment_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".log")?;
+    (digits.len() == 20 && digits.bytes().all(|byte| byte.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+/// One segment file of the log.
+pub(crate) struct Segment {
+    pub(crate) start: u64,
+    pub(crate) path: PathBuf,
+    pub(crate) file: Option<Rc<DmaFile>>,
+    /// Store time of the newest record in it (drives age-based retention).
+    pub(crate) newest_store_timestamp_ms: i64,
+}
+
+struct ActiveBuffer {
+    /// Log position of `buffer[0]` (block aligned).
+    start: u64,
+    segment_start: u64,
+    buffer: DmaBuffer,
+    len: usize,
+    /// Bytes at the front copied from the previous buffer (already written once).
+    carried: usize,
+}
+
+struct PendingWrite {
+    start: u64,
+    data_end: u64,
+    segment_start: u64,
+    buffer: DmaBuffer,
+}
+
+pub(crate) struct LogState {
+    pub(crate) segments: BTreeMap<u64, Segment>,
+    active: Option<ActiveBuffer>,
+    pending: VecDeque<PendingWrite>,
+    pending_bytes: usize,
+    /// Where the next record goes.
+    pub(crate) append_end: u64,
+    /// Everything below is written (O_DIRECT write completed).
+    pub(crate) written: u64,
+    /// Everything below is covered by an fdatasync.
+    synced: u64,
+    /// Everything below counts as durable for the flush mode: append futures resolve here.
+    pub(crate) durable: u64,
+    dirty_files: Vec<(u64, Rc<DmaFile>)>,
+    pub(crate) tail_cache: TailCache,
+    failure: Option<String>,
+    closing: bool,
+    next_buffer_bytes: usize,
+    max_buffer_bytes: usize,
+}
+
+/// The commit log of one shard.
+pub(crate) struct CommitLog {
+    pub(crate) config: StorageConfig,
+    pub(crate) dir: PathBuf,
+    pub(crate) state: RefCell<LogState>,
+    /// Notified when there is something to write or sync, or room to write again.
+    work: Signal,
+    /// Notified when `durable` moves or the log fails.
+    durable_signal: Signal,
+    /// Notified when pending buffers are written, so blocked appends may go on.
+    room: Signal,
+}
+
+/// Opens a segment file for reading and writing with O_DIRECT, creating and preallocating it
+/// when `create` is set.
+pub(crate) async fn open_segment_file(
+    path: &Path,
+    create: bool,
+    segment_size_bytes: u64,
+) -> Result<DmaFile> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .dma_open(path)
+        .await
+        .map_err(|error| {
+            let error = from_glommio(error);
+            if error.raw_os_error() == Some(libc::EINVAL) {
+                StorageError::DirectIoUnsupported { path: path.into() }
+            } else {
+                StorageError::io("open segment", path, error)
+            }
+        })?;
+    if create {
+        file.pre_allocate(segment_size_bytes, false)
+            .await
+            .map_err(|error| StorageError::io("preallocate segment", path, from_glommio(error)))?;
+    }
+    Ok(file)
+}
+
+impl CommitLog {
+    /// A log whose recovered content ends at `end`; `partial_block` holds the bytes
+    /// `[align_down(end), end)` read back by recovery.
+    pub(crate) fn new(
+        config: StorageConfig,
+        dir: PathBuf,
+        segments: BTreeMap<u64, Segment>,
+        end: u64,
+        partial_block: &[u8],
+    ) -> Rc<CommitLog> {
+        assert_eq!(partial_block.len() as u64, end - align_down(end));
+        let tail_cache = TailCache::new(config.tail_cache_bytes);
+        let log = Rc::new(CommitLog {
+            state: RefCell::new(LogState {
+                segments,
+                active: None,
+                pending: VecDeque::new(),
+                pending_bytes: 0,
+                append_end: end,
+                written: end,
+                synced: end,
+                durable: end,
+                dirty_files: Vec::new(),
+                tail_cache,
+                failure: None,
+                closing: false,
+                next_buffer_bytes: MIN_BUFFER_BYTES.min(config.write_buffer_bytes),
+                max_buffer_bytes: config.write_buffer_bytes,
+            }),
+            config,
+            dir,
+            work: Signal::default(),
+            durable_signal: Signal::default(),
+            room: Signal::default(),
+        });
+        {
+            let mut state = log.state.borrow_mut();
+            let segment_start = state.current_segment_start();
+            let start = align_down(end);
+            let mut buffer = glommio::allocate_dma_buffer_global(state.next_buffer_bytes);
+            buffer.as_bytes_mut()[..partial_block.len()].copy_from_slice(partial_block);
+            state.active = Some(ActiveBuffer {
+                start,
+                segment_start,
+                buffer,
+                len: partial_block.len(),
+                carried: partial_block.len(),
+            });
+        }
+        log
+    }
+
+    /// Starts the writer and, per flush mode, the syncer or the periodic flusher.
+    pub(crate) fn start_tasks(self: &Rc<Self>) -> Vec<glommio::Task<()>> {
+        let mut tasks = vec![glommio::spawn_local(self.clone().writer_loop())];
+        match self.config.flush {
+            FlushMode::Sync => tasks.push(glommio::spawn_local(self.clone().syncer_loop())),
+            FlushMode::Async => tasks.push(glommio::spawn_local(self.clone().flusher_loop())),
+        }
+        tasks
+    }
+
+    /// Fails if the log cannot accept appends.
+    pub(crate) fn check_open(&self) -> Result<()> {
+        let state = self.state.borrow();
+        if let Some(reason) = &state.failure {
+            return Err(StorageError::Closed {
+                reason: reason.clone(),
+            });
+        }
+        if state.closing {
+            return Err(StorageError::Closed {
+                reason: "shutting down".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Waits until the writer has room for more appends (bounds memory when the disk is
+    /// slower than the producers).
+    pub(crate) async fn wait_for_room(&self) -> Result<()> {
+        let limit = 4 * self.config.write_buffer_bytes;
+        loop {
+            let changed = self.room.changed();
+            self.check_open()?;
+            if self.state.borrow().pending_bytes < limit {
+                return Ok(());
+            }
+            changed.await;
+        }
+    }
+
+    /// Copies one validated record into the active buffer at the log's end, rolling to a new
+    /// segment when it does not fit, and lets `stamp` fill in the broker fields in place.
+    /// Returns the record's log position.
+    pub(crate) fn place(&self, record: &[u8], stamp: impl FnOnce(u64, &mut [u8])) -> u64 {
+        let len = record.len() as u64;
+        let segment_size = self.config.segment_size_bytes;
+        let mut state = self.state.borrow_mut();
+        let segment_start = state.current_segment_start();
+        if state.append_end + len > segment_start + segment_size {
+            let next_start = segment_start + segment_size;
+            state.seal_active(self.config.write_buffer_bytes);
+            state.append_end = next_start;
+            let path = self.dir.join(segment_file_name(next_start));
+            state.segments.insert(
+                next_start,
+                Segment {
+                    start: next_start,
+                    path,
+                    file: None,
+                    newest_store_timestamp_ms: 0,
+                },
+            );
+            state.replace_active(next_start, next_start, &[], len as usize);
+        }
+        let fits = state
+            .active
+            .as_ref()
+            .is_some_and(|active| active.len + len as usize <= active.buffer.len());
+        if !fits {
+            state.seal_active(len as usize);
+        }
+        let position = state.append_end;
+        let active = state
+            .active
+            .as_mut()
+            .expect("an active buffer after sealing");
+        assert_eq!(active.start + active.len as u64, position);
+        let slot = &mut active.buffer.as_bytes_mut()[active.len..active.len + len as usize];
+        slot.copy_from_slice(record);
+        stamp(position, slot);
+        active.len += len as usize;
+        state.append_end += len;
+        drop(state);
+        self.work.notify();
+        position
+    }
+
+    /// Notes the store time of the newest record of the current segment.
+    pub(crate) fn note_store_timestamp(&self, store_timestamp_ms: i64) {
+        let mut state = self.state.borrow_mut();
+        if let Some((_, segment)) = state.segments.iter_mut().next_back() {
+            segment.newest_store_timestamp_ms = store_timestamp_ms;
+        }
+    }
+
+    /// Waits until the log is durable up to `end`.
+    pub(crate) async fn wait_durable(&self, end: u64) -> Result<()> {
+        loop {
+            let changed = self.durable_signal.changed();
+            {
+                let state = self.state.borrow();
+                if state.durable >= end {
+                    return Ok(());
+                }
+                if let Some(reason) = &state.failure {
+                    return Err(StorageError::Closed {
+                        reason: reason.clone(),
+                    });
+                }
+            }
+            changed.await;
+        }
+    }
+
+    /// Durable end of the log.
+    pub(crate) fn durable(&self) -> LogPosition {
+        LogPosition(self.state.borrow().durable)
+    }
+
+    fn fail(&self, reason: String) {
+        tracing::error!(shard = self.config.shard_id.0, %reason, "commit log failed; refusing appends");
+        self.state.borrow_mut().failure.get_or_insert(reason);
+        self.durable_signal.notify();
+        self.room.notify();
+        self.work.notify();
+    }
+
+    async fn segment_file(&self, segment_start: u64) -> Result<Rc<DmaFile>> {
+        let path = {
+            let state = self.state.borrow();
+            let segment = state
+                .segments
+                .get(&segment_start)
+                .expect("a pending write for a known segment");
+            if let Some(file) = &segment.file {
+                return Ok(file.clone());
+            }
+            segment.path.clone()
+        };
+        let file = Rc::new(open_segment_file(&path, true, self.config.segment_size_bytes).await?);
+        sync_directory(&self.dir).await?;
+        if let Some(segment) = self.state.borrow_mut().segments.get_mut(&segment_start) {
+            segment.file = Some(file.clone());
+        }
+        Ok(file)
+    }
+
+    async fn writer_loop(self: Rc<Self>) {
+        loop {
+            let changed = self.work.changed();
+            let job = {
+                let mut state = self.state.borrow_mut();
+                if state.failure.is_some() {
+                    return;
+                }
+                let room_for_sync = self.config.flush == FlushMode::Async
+                    || state.written - state.synced < 2 * self.config.write_buffer_bytes as u64;
+                if room_for_sync && state.pending.is_empty() && state.active_has_new_data() {
+                    state.seal_active(0);
+                }
+                match state.pending.pop_front() {
+                    Some(job) if room_for_sync => Some(job),
+                    Some(job) => {
+                        state.pending.push_front(job);
+                        None
+                    }
+                    None if state.closing => return,
+                    None => None,
+                }
+            };
+            let Some(job) = job else {
+                changed.await;
+                continue;
+            };
+            if let Err(error) = self.write(job).await {
+                self.fail(error.to_string());
+                return;
+            }
+            self.room.notify();
+            self.work.notify();
+        }
+    }
+
+    async fn write(&self, job: PendingWrite) -> Result<()> {
+        let file = self.segment_file(job.segment_start).await?;
+        let len = job.buffer.len();
+        let buffer = Rc::new(job.buffer);
+        let path = {
+            let mut state = self.state.borrow_mut();
+            state.pending_bytes -= len;
+            state.tail_cache.insert(
+                LogPosition(job.start),
+                LogPosition(job.data_end),
+                buffer.clone(),
+            );
+            state.segments[&job.segment_start].path.clone()
+        };
+        let written = file
+            .write_rc_at(buffer, job.start - job.segment_start)
+            .await
+            .map_err(|error| StorageError::io("write segment", &path, from_glommio(error)))?;
+        if written != len {
+            return Err(StorageError::io(
+                "write segment",
+                &path,
+                std::io::Error::new(std::io::ErrorKind::WriteZero, "short O_DIRECT write"),
+            ));
+        }
+        let mut state = self.state.borrow_mut();
+        assert!(
+            job.data_end >= state.written,
+            "writes complete out of order"
+        );
+        state.written = job.data_end;
+        if !state
+            .dirty_files
+            .iter()
+            .any(|(start, _)| *start == job.segment_start)
+        {
+            state.dirty_files.push((job.segment_start, file));
+        }
+        if self.config.flush == FlushMode::Async {
+            state.durable = state.written;
+            drop(state);
+            self.durable_signal.notify();
+        }
+        Ok(())
+    }
+
+    /// fdatasyncs every file written since the last sync; returns the position covered.
+    async fn sync_written(&self) -> Result<u64> {
+        let (target, files) = {
+            let mut state = self.state.borrow_mut();
+            (state.written, std::mem::take(&mut state.dirty_files))
+        };
+        for (start, file) in files {
+            file.fdatasync().await.map_err(|error| {
+                StorageError::io(
+                    "fdatasync segment",
+                    segment_file_name(start),
+                    from_glommio(error),
+                )
+            })?;
+        }
+        self.state.borrow_mut().synced = target;
+        Ok(target)
+    }
+
+    async fn syncer_loop(self: Rc<Self>) {
+        loop {
+            let changed = self.work.changed();
+            let (has_work, finished) = {
+                let state = self.state.borrow();
+                (
+                    state.written > state.synced,
+                    state.closing && state.pending.is_empty() && !state.active_has_new_data(),
+                )
+            };
+            if state_failed(&self) {
+                return;
+            }
+            if !has_work {
+                if finished {
+                    return;
+                }
+                changed.await;
+                continue;
+            }
+            match self.sync_written().await {
+                Ok(target) => {
+                    self.state.borrow_mut().durable = target;
+                    self.durable_signal.notify();
+                    self.work.notify();
+                }
+                Err(error) => {
+                    self.fail(error.to_string());
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn flusher_loop(self: Rc<Self>) {
+        let interval = Duration::from_millis(self.config.flush_interval_ms);
+        loop {
+            let closing = self.state.borrow().closing;
+            if closing || state_failed(&self) {
+                return;
+            }
+            glommio::timer::sleep(interval).await;
+            let has_work = {
+                let state = self.state.borrow();
+                state.written > state.synced
+            };
+            if has_work {
+                if let Err(error) = self.sync_written().await {
+                    self.fail(error.to_string());
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Stops accepting appends, writes and syncs everything, and waits for the tasks.
+    pub(crate) async fn shut_down(&self, tasks: Vec<glommio::Task<()>>) -> Result<()> {
+        self.state.borrow_mut().closing = true;
+        self.work.notify();
+        let mut tasks = tasks.into_iter();
+        if let Some(writer) = tasks.next() {
+            writer.await;
+        }
+        // The async flusher may be asleep: do not wait for its timer.
+        if self.config.flush == FlushMode::Sync {
+            for task in tasks {
+                task.await;
+            }
+        } else {
+            drop(tasks);
+        }
+        if let Some(reason) = self.state.borrow().failure.clone() {
+            return Err(StorageError::Closed { reason });
+        }
+        self.sync_written().await?;
+        let mut state = self.state.borrow_mut();
+        state.durable = state.written;
+        drop(state);
+        self.durable_signal.notify();
+        Ok(())
+    }
+
+    /// Reads `[position, position + len)` from the segment holding it, with one aligned
+    /// O_DIRECT read. Returns the read buffer and the offset of `position` inside it.
+    pub(crate) async fn read_from_disk(
+        &self,
+        position: u64,
+        len: usize,
+    ) -> Result<(glommio::io::ReadResult, usize, PathBuf)> {
+        let (file, segment_start, path) = {
+            let state = self.state.borrow();
+            let Some((_, segment)) = state.segments.range(..=position).next_back() else {
+                return Err(StorageError::io(
+                    "read segment",
+                    &self.dir,
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "position before the log"),
+                ));
+            };
+            let file = segment.file.clone().ok_or_else(|| {
+                StorageError::io(
+                    "read segment",
+                    &segment.path,
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "segment not open"),
+                )
+            })?;
+            (file, segment.start, segment.path.clone())
+        };
+        let file_position = position - segment_start;
+        let aligned_start = align_down(file_position);
+        let aligned_end = align_up(file_position + len as u64).min(self.config.segment_size_bytes);
+        let read = file
+            .read_at_aligned(aligned_start, (aligned_end - aligned_start) as usize)
+            .await
+            .map_err(|error| StorageError::io("read segment", &path, from_glommio(error)))?;
+        Ok((read, (file_position - aligned_start) as usize, path))
+    }
+}
+
+fn state_failed(log: &CommitLog) -> bool {
+    log.state.borrow().failure.is_some()
+}
+
+impl LogState {
+    pub(crate) fn current_segment_start(&self) -> u64 {
+        *self
+            .segments
+            .keys()
+            .next_back()
+            .expect("a log always has a segment")
+    }
+
+    fn active_has_new_data(&self) -> bool {
+        self.active
+            .as_ref()
+            .is_some_and(|active| active.len > active.carried)
+    }
+
+    /// Moves the active buffer (if it holds new data) to the pending writes and starts a new
+    /// one at the log's end that can take at least `room_for` more bytes.
+    fn seal_active(&mut self, room_for: usize) {
+        let Some(active) = self.active.take() else {
+            return;
+        };
+        let ActiveBuffer {
+            start,
+            segment_start,
+            mut buffer,
+            len,
+            carried,
+        } = active;
+        let carry_from = align_down(start + len as u64);
+        let carry_at = (carry_from - start) as usize;
+        let carry: Vec<u8> = buffer.as_bytes()[carry_at..len].to_vec();
+        if len > carried {
+            let padded = align_up(len as u64) as usize;
+            buffer.as_bytes_mut()[len..padded].fill(0);
+            buffer.trim_to_size(padded);
+            self.next_buffer_bytes = (2 * len).clamp(
+                self.max_buffer_bytes.min(MIN_BUFFER_BYTES),
+                self.max_buffer_bytes,
+            );
+            self.pending_bytes += padded;
+            self.pending.push_back(PendingWrite {
+                start,
+                data_end: start + len as u64,
+                segment_start,
+                buffer,
+            });
+        }
+        self.replace_active(carry_from, segment_start, &carry, room_for);
+    }
+
+    fn replace_active(&mut self, start: u64, segment_start: u64, carry: &[u8], room_for: usize) {
+        let capacity =
+            align_up((carry.len() + room_for).max(self.next_buffer_bytes) as u64) as usize;
+        let mut buffer = glommio::allocate_dma_buffer_global(capacity);
+        buffer.as_bytes_mut()[..carry.len()].copy_from_slice(carry);
+        self.active = Some(ActiveBuffer {
+            start,
+            segment_start,
+            buffer,
+            len: carry.len(),
+            carried: carry.len(),
+        });
+    }
+}
+
+/// fsyncs a directory so a created or removed file name survives power loss.
+pub(crate) async fn sync_directory(dir: &Path) -> Result<()> {
+    let directory = glommio::io::Directory::open(dir)
+        .await
+        .map_err(|error| StorageError::io("open directory", dir, from_glommio(error)))?;
+    directory
+        .sync()
+        .await
+        .map_err(|error| StorageError::io("sync directory", dir, from_glommio(error)))?;
+    directory
+        .close()
+        .await
+        .map_err(|error| StorageError::io("close directory", dir, from_glommio(error)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_round_trip() {
+        assert_eq!(segment_file_name(1 << 30), "00000000001073741824.log");
+        assert_eq!(
+            parse_segment_file_name("00000000001073741824.log"),
+            Some(1 << 30)
+        );
+        assert_eq!(parse_segment_file_name("1073741824.log"), None);
+        assert_eq!(parse_segment_file_name("0000000000107374182x.log"), None);
+    }
+}

@@ -1,0 +1,153 @@
+//! Retention: deleting whole segments by age and by disk usage, and refusing appends before
+//! the disk is actually full.
+//!
+//! Only the oldest segments go, in order, so the log stays contiguous; the segment being
+//! written is never deleted. After a deletion each queue's minimum offset moves to its first
+//! record still stored, and the index blocks below it are punched out of the index file.
+
+use std::os::fd::AsRawFd;
+
+use crate::error::{Result, StorageError};
+use crate::ids::LogPosition;
+use crate::queue_index::ENTRY_BYTES;
+use crate::store::ShardStore;
+
+/// What one retention pass did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RetentionReport {
+    /// Segments deleted.
+    pub segments_deleted: usize,
+    /// New start of the log.
+    pub log_start: LogPosition,
+    /// Disk usage measured last, in percent.
+    pub usage_percent: f64,
+    /// Whether appends are now refused with `DiskFull`.
+    pub disk_full: bool,
+}
+
+/// Used space of the file system holding `path`, in percent (statvfs).
+pub fn disk_usage_percent(path: &std::path::Path) -> Result<f64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+        StorageError::io(
+            "statvfs",
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains NUL"),
+        )
+    })?;
+    // SAFETY: statvfs writes into the zeroed struct we own; the path is NUL-terminated.
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stats) } != 0 {
+        return Err(StorageError::io(
+            "statvfs",
+            path,
+            std::io::Error::last_os_error(),
+        ));
+    }
+    let total = stats.f_blocks as f64;
+    if total == 0.0 {
+        return Ok(0.0);
+    }
+    Ok((total - stats.f_bavail as f64) / total * 100.0)
+}
+
+impl ShardStore {
+    /// One retention pass at `now_ms`. `usage_percent` measures the disk (normally
+    /// [`disk_usage_percent`] of the data directory; it is called again after each deletion).
+    pub async fn apply_retention(
+        &self,
+        now_ms: i64,
+        usage_percent: &mut dyn FnMut() -> Result<f64>,
+    ) -> Result<RetentionReport> {
+        let config = &self.inner.config;
+        let max_age_ms = config.retention_hours as i64 * 3_600_000;
+        let mut report = RetentionReport::default();
+        let mut usage = usage_percent()?;
+        loop {
+            let doomed = {
+                let state = self.inner.log.state.borrow();
+                let mut sealed = state.segments.values();
+                let last = state.current_segment_start();
+                match sealed.next() {
+                    Some(oldest) if oldest.start != last => {
+                        let too_old = oldest.newest_store_timestamp_ms + max_age_ms < now_ms;
+                        let too_full = usage > config.disk_high_mark_percent;
+                        (too_old || too_full).then_some(oldest.start)
+                    }
+                    _ => None,
+                }
+            };
+            let Some(start) = doomed else { break };
+            let segment = self
+                .inner
+                .log
+                .state
+                .borrow_mut()
+                .segments
+                .remove(&start)
+                .expect("segment chosen above");
+            std::fs::remove_file(&segment.path)
+                .map_err(|error| StorageError::io("delete segment", &segment.path, error))?;
+            tracing::info!(shard = config.shard_id.0, path = %segment.path.display(), "retention deleted segment");
+            report.segments_deleted += 1;
+            usage = usage_percent()?;
+        }
+        if report.segments_deleted > 0 {
+            crate::commit_log::sync_directory(&self.inner.log.dir).await?;
+        }
+        let log_start = {
+            let state = self.inner.log.state.borrow();
+            *state
+                .segments
+                .keys()
+                .next()
+                .expect("the active segment stays")
+        };
+        report.log_start = LogPosition(log_start);
+        if report.segments_deleted > 0 {
+            self.advance_min_offsets(LogPosition(log_start)).await?;
+        }
+        report.usage_percent = usage;
+        report.disk_full = usage > config.disk_hard_mark_percent;
+        self.inner.disk_full.set(report.disk_full.then_some(usage));
+        Ok(report)
+    }
+
+    async fn advance_min_offsets(&self, log_start: LogPosition) -> Result<()> {
+        let handles: Vec<_> = self
+            .inner
+            .queues
+            .borrow()
+            .values()
+            .flat_map(|by_id| by_id.values().cloned())
+            .collect();
+        for handle in handles {
+            let old_min = handle.borrow().min_offset().0;
+            let new_min = self.first_offset_at_or_after(&handle, log_start).await?;
+            if new_min <= old_min {
+                continue;
+            }
+            handle.borrow_mut().set_min_offset(new_min);
+            // Give the index blocks wholly below the new minimum back to the file system.
+            let punch_end = new_min * ENTRY_BYTES / 4096 * 4096;
+            let punch_start = old_min * ENTRY_BYTES / 4096 * 4096;
+            if punch_end > punch_start {
+                let file = handle.borrow().file();
+                // SAFETY: plain syscall on a descriptor `file` keeps open.
+                let rc = unsafe {
+                    libc::fallocate(
+                        file.as_raw_fd(),
+                        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                        punch_start as i64,
+                        (punch_end - punch_start) as i64,
+                    )
+                };
+                if rc != 0 {
+                    let path = handle.borrow().path().to_path_buf();
+                    tracing::warn!(path = %path.display(), error = %std::io::Error::last_os_error(), "could not punch index hole");
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,76 @@
+//! `TailCache`: the most recent write buffers of a shard's log, kept after they were written,
+//! so that tailing readers are served from memory and cause no disk reads.
+//!
+//! Every buffer the writer hands to the disk is kept here (shared, not copied) until the
+//! cache's byte budget forces the oldest out. Consecutive buffers overlap by at most one
+//! block: a new buffer starts with a copy of the previous one's partial last block.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use glommio::io::DmaBuffer;
+
+use crate::ids::LogPosition;
+
+struct CachedWrite {
+    /// Log position of `buffer[0]` (block aligned).
+    start: u64,
+    /// Log position just past the last record byte in `buffer`.
+    data_end: u64,
+    buffer: Rc<DmaBuffer>,
+}
+
+/// Recent log bytes, by position.
+pub(crate) struct TailCache {
+    writes: VecDeque<CachedWrite>,
+    capacity_bytes: usize,
+    held_bytes: usize,
+}
+
+impl TailCache {
+    pub(crate) fn new(capacity_bytes: usize) -> Self {
+        TailCache {
+            writes: VecDeque::new(),
+            capacity_bytes,
+            held_bytes: 0,
+        }
+    }
+
+    /// Keeps a buffer the writer is writing at `start`, holding records up to `data_end`.
+    pub(crate) fn insert(
+        &mut self,
+        start: LogPosition,
+        data_end: LogPosition,
+        buffer: Rc<DmaBuffer>,
+    ) {
+        if let Some(last) = self.writes.back() {
+            assert!(start.0 >= last.start, "tail cache writes out of order");
+            // A segment roll leaves a gap; a rewrite of the partial block overlaps.
+        }
+        self.held_bytes += buffer.len();
+        self.writes.push_back(CachedWrite {
+            start: start.0,
+            data_end: data_end.0,
+            buffer,
+        });
+        while self.held_bytes > self.capacity_bytes && self.writes.len() > 1 {
+            if let Some(oldest) = self.writes.pop_front() {
+                self.held_bytes -= oldest.buffer.len();
+            }
+        }
+    }
+
+    /// The bytes `[position, position + len)` if they sit in one cached buffer.
+    pub(crate) fn get(&self, position: LogPosition, len: usize) -> Option<&[u8]> {
+        let end = position.0 + len as u64;
+        let newest_before = self
+            .writes
+            .partition_point(|write| write.start <= position.0);
+        let write = self.writes.get(newest_before.checked_sub(1)?)?;
+        if end > write.data_end {
+            return None;
+        }
+        let at = (position.0 - write.start) as usize;
+        Some(&write.buffer.as_bytes()[at..at + len])
+    }
+}
