@@ -137,6 +137,7 @@ async fn append_on_executor(
 
     let batches_left = Rc::new(Cell::new(batch_count));
     let start = Instant::now();
+    let cpu_start = thread_cpu_time();
     let appenders: Vec<_> = (0..APPENDER_TASKS)
         .map(|task_index| {
             let store = Rc::clone(&store);
@@ -179,6 +180,15 @@ async fn append_on_executor(
     if let Some(error) = first_error {
         return Err(error);
     }
+    let stats = store.log_stats();
+    let cpu_busy = (thread_cpu_time() - cpu_start).as_secs_f64() / elapsed.as_secs_f64();
+    tracing::info!(
+        cpu_busy = format!("{:.0}%", cpu_busy * 100.0),
+        writes = stats.writes,
+        average_write_bytes = stats.bytes_written / stats.writes.max(1),
+        syncs = stats.syncs,
+        "commit log writer"
+    );
     let store = Rc::try_unwrap(store).unwrap_or_else(|_| {
         unreachable!("every appender task has finished, so the store has one owner")
     });
@@ -235,6 +245,17 @@ fn encode_batch(case: EngineCase) -> Result<Vec<u8>, PerfError> {
         );
     }
     Ok(batch)
+}
+
+/// CPU time used by the calling thread so far.
+fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
 
 #[cfg(test)]

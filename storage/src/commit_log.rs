@@ -34,6 +34,10 @@ use crate::tail_cache::TailCache;
 
 /// Smallest active buffer; buffers grow towards `write_buffer_bytes` under load.
 const MIN_BUFFER_BYTES: usize = 64 << 10;
+/// Writes in flight at once (they never overlap: see [`Seal::Full`]).
+pub(crate) const MAX_WRITES_IN_FLIGHT: usize = 8;
+/// In `sync` mode, how many write buffers' worth may be issued beyond the last fdatasync.
+pub(crate) const MAX_UNSYNCED_BUFFERS: u64 = 8;
 
 pub(crate) fn align_down(value: u64) -> u64 {
     value / BLOCK_BYTES * BLOCK_BYTES
@@ -71,8 +75,24 @@ struct ActiveBuffer {
     segment_start: u64,
     buffer: DmaBuffer,
     len: usize,
-    /// Bytes at the front copied from the previous buffer (already written once).
+    /// Bytes at the front copied from the previous buffer that are already on disk.
     carried: usize,
+}
+
+/// Why the active buffer is sealed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Seal {
+    /// The next record does not fit.
+    Full,
+    /// The writer is idle and writes what there is.
+    Flush,
+    /// The log moves to a new segment.
+    Roll,
+}
+
+struct InFlight {
+    data_end: u64,
+    done: bool,
 }
 
 struct PendingWrite {
@@ -96,11 +116,31 @@ pub(crate) struct LogState {
     /// Everything below counts as durable for the flush mode: append futures resolve here.
     pub(crate) durable: u64,
     dirty_files: Vec<(u64, Rc<DmaFile>)>,
+    /// Writes issued and not yet all completed, in log order.
+    in_flight: VecDeque<InFlight>,
+    /// Ticket of `in_flight[0]`.
+    first_in_flight_ticket: u64,
+    /// End of the data of the last write issued.
+    issued_end: u64,
+    /// End of the last write issued, padding included.
+    issued_block_end: u64,
     pub(crate) tail_cache: TailCache,
     failure: Option<String>,
     closing: bool,
     next_buffer_bytes: usize,
     max_buffer_bytes: usize,
+    pub(crate) stats: LogStats,
+}
+
+/// Counters of the commit log's writer, for benchmarks and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// O_DIRECT writes issued.
+    pub writes: u64,
+    /// Bytes those writes carried (padding and rewritten partial blocks included).
+    pub bytes_written: u64,
+    /// fdatasync calls on segment files.
+    pub syncs: u64,
 }
 
 /// The commit log of one shard.
@@ -168,11 +208,16 @@ impl CommitLog {
                 synced: end,
                 durable: end,
                 dirty_files: Vec::new(),
+                in_flight: VecDeque::new(),
+                first_in_flight_ticket: 0,
+                issued_end: end,
+                issued_block_end: align_up(end),
                 tail_cache,
                 failure: None,
                 closing: false,
                 next_buffer_bytes: MIN_BUFFER_BYTES.min(config.write_buffer_bytes),
                 max_buffer_bytes: config.write_buffer_bytes,
+                stats: LogStats::default(),
             }),
             config,
             dir,
@@ -247,7 +292,7 @@ impl CommitLog {
         let segment_start = state.current_segment_start();
         if state.append_end + len > segment_start + segment_size {
             let next_start = segment_start + segment_size;
-            state.seal_active(self.config.write_buffer_bytes);
+            state.seal_active(Seal::Roll, 0);
             state.append_end = next_start;
             let path = self.dir.join(segment_file_name(next_start));
             state.segments.insert(
@@ -259,14 +304,14 @@ impl CommitLog {
                     newest_store_timestamp_ms: 0,
                 },
             );
-            state.replace_active(next_start, next_start, &[], len as usize);
+            state.replace_active(next_start, next_start, &[], 0, len as usize);
         }
-        let fits = state
-            .active
-            .as_ref()
-            .is_some_and(|active| active.len + len as usize <= active.buffer.len());
+        let fits = state.active.as_ref().is_some_and(|active| {
+            active.len + len as usize <= active.buffer.len()
+                && active.len < self.config.write_buffer_bytes
+        });
         if !fits {
-            state.seal_active(len as usize);
+            state.seal_active(Seal::Full, len as usize);
         }
         let position = state.append_end;
         let active = state
@@ -344,6 +389,32 @@ impl CommitLog {
         Ok(file)
     }
 
+    /// Takes the next write that may be issued now, sealing the active buffer when the
+    /// writer would otherwise idle. `None` when nothing may go yet.
+    fn next_write(&self, state: &mut LogState) -> Option<PendingWrite> {
+        if state.in_flight.len() >= MAX_WRITES_IN_FLIGHT {
+            return None;
+        }
+        if self.config.flush == FlushMode::Sync
+            && state.issued_end - state.synced
+                >= MAX_UNSYNCED_BUFFERS * self.config.largest_write_bytes()
+        {
+            return None;
+        }
+        if state.pending.is_empty() && state.in_flight.is_empty() && state.active_has_new_data() {
+            state.seal_active(Seal::Flush, 0);
+        }
+        // A write that rewrites the previous write's partial block waits for it.
+        let overlaps = state
+            .pending
+            .front()
+            .is_some_and(|job| job.start < state.issued_block_end && !state.in_flight.is_empty());
+        if overlaps {
+            return None;
+        }
+        state.pending.pop_front()
+    }
+
     async fn writer_loop(self: Rc<Self>) {
         loop {
             let changed = self.work.changed();
@@ -352,36 +423,44 @@ impl CommitLog {
                 if state.failure.is_some() {
                     return;
                 }
-                let room_for_sync = self.config.flush == FlushMode::Async
-                    || state.written - state.synced < 2 * self.config.write_buffer_bytes as u64;
-                if room_for_sync && state.pending.is_empty() && state.active_has_new_data() {
-                    state.seal_active(0);
+                let job = self.next_write(&mut state);
+                if job.is_none()
+                    && state.closing
+                    && state.pending.is_empty()
+                    && state.in_flight.is_empty()
+                    && !state.active_has_new_data()
+                {
+                    return;
                 }
-                match state.pending.pop_front() {
-                    Some(job) if room_for_sync => Some(job),
-                    Some(job) => {
-                        state.pending.push_front(job);
-                        None
-                    }
-                    None if state.closing => return,
-                    None => None,
-                }
+                job
             };
             let Some(job) = job else {
                 changed.await;
                 continue;
             };
-            if let Err(error) = self.write(job).await {
-                self.fail(error.to_string());
-                return;
-            }
-            self.room.notify();
-            self.work.notify();
+            let file = match self.segment_file(job.segment_start).await {
+                Ok(file) => file,
+                Err(error) => {
+                    self.fail(error.to_string());
+                    return;
+                }
+            };
+            let ticket = {
+                let mut state = self.state.borrow_mut();
+                let ticket = state.first_in_flight_ticket + state.in_flight.len() as u64;
+                state.in_flight.push_back(InFlight {
+                    data_end: job.data_end,
+                    done: false,
+                });
+                state.issued_end = job.data_end;
+                state.issued_block_end = job.start + job.buffer.len() as u64;
+                ticket
+            };
+            glommio::spawn_local(self.clone().write(job, file, ticket)).detach();
         }
     }
 
-    async fn write(&self, job: PendingWrite) -> Result<()> {
-        let file = self.segment_file(job.segment_start).await?;
+    async fn write(self: Rc<Self>, job: PendingWrite, file: Rc<DmaFile>, ticket: u64) {
         let len = job.buffer.len();
         let buffer = Rc::new(job.buffer);
         let path = {
@@ -389,28 +468,33 @@ impl CommitLog {
             state.pending_bytes -= len;
             state.tail_cache.insert(
                 LogPosition(job.start),
-                LogPosition(job.data_end),
+                LogPosition(job.start + len as u64),
                 buffer.clone(),
             );
             state.segments[&job.segment_start].path.clone()
         };
-        let written = file
+        let result = file
             .write_rc_at(buffer, job.start - job.segment_start)
             .await
-            .map_err(|error| StorageError::io("write segment", &path, from_glommio(error)))?;
-        if written != len {
-            return Err(StorageError::io(
-                "write segment",
-                &path,
-                std::io::Error::new(std::io::ErrorKind::WriteZero, "short O_DIRECT write"),
-            ));
+            .map_err(|error| StorageError::io("write segment", &path, from_glommio(error)))
+            .and_then(|written| {
+                if written == len {
+                    Ok(())
+                } else {
+                    Err(StorageError::io(
+                        "write segment",
+                        &path,
+                        std::io::Error::new(std::io::ErrorKind::WriteZero, "short O_DIRECT write"),
+                    ))
+                }
+            });
+        if let Err(error) = result {
+            self.fail(error.to_string());
+            return;
         }
         let mut state = self.state.borrow_mut();
-        assert!(
-            job.data_end >= state.written,
-            "writes complete out of order"
-        );
-        state.written = job.data_end;
+        state.stats.writes += 1;
+        state.stats.bytes_written += len as u64;
         if !state
             .dirty_files
             .iter()
@@ -418,12 +502,25 @@ impl CommitLog {
         {
             state.dirty_files.push((job.segment_start, file));
         }
+        let slot = (ticket - state.first_in_flight_ticket) as usize;
+        state.in_flight[slot].done = true;
+        // `written` only moves over a contiguous run of completed writes.
+        while state.in_flight.front().is_some_and(|write| write.done) {
+            let write = state.in_flight.pop_front().expect("checked above");
+            state.first_in_flight_ticket += 1;
+            assert!(
+                write.data_end >= state.written,
+                "log positions go backwards"
+            );
+            state.written = write.data_end;
+        }
         if self.config.flush == FlushMode::Async {
             state.durable = state.written;
-            drop(state);
-            self.durable_signal.notify();
         }
-        Ok(())
+        drop(state);
+        self.durable_signal.notify();
+        self.room.notify();
+        self.work.notify();
     }
 
     /// fdatasyncs every file written since the last sync; returns the position covered.
@@ -432,6 +529,7 @@ impl CommitLog {
             let mut state = self.state.borrow_mut();
             (state.written, std::mem::take(&mut state.dirty_files))
         };
+        self.state.borrow_mut().stats.syncs += files.len() as u64;
         for (start, file) in files {
             file.fdatasync().await.map_err(|error| {
                 StorageError::io(
@@ -452,7 +550,10 @@ impl CommitLog {
                 let state = self.state.borrow();
                 (
                     state.written > state.synced,
-                    state.closing && state.pending.is_empty() && !state.active_has_new_data(),
+                    state.closing
+                        && state.pending.is_empty()
+                        && state.in_flight.is_empty()
+                        && !state.active_has_new_data(),
                 )
             };
             if state_failed(&self) {
@@ -582,9 +683,9 @@ impl LogState {
             .is_some_and(|active| active.len > active.carried)
     }
 
-    /// Moves the active buffer (if it holds new data) to the pending writes and starts a new
-    /// one at the log's end that can take at least `room_for` more bytes.
-    fn seal_active(&mut self, room_for: usize) {
+    /// Moves the active buffer's unwritten data to the pending writes and starts a new
+    /// active buffer at the log's end that can take at least `room_for` more bytes.
+    fn seal_active(&mut self, seal: Seal, room_for: usize) {
         let Some(active) = self.active.take() else {
             return;
         };
@@ -595,29 +696,52 @@ impl LogState {
             len,
             carried,
         } = active;
-        let carry_from = align_down(start + len as u64);
-        let carry_at = (carry_from - start) as usize;
-        let carry: Vec<u8> = buffer.as_bytes()[carry_at..len].to_vec();
-        if len > carried {
-            let padded = align_up(len as u64) as usize;
-            buffer.as_bytes_mut()[len..padded].fill(0);
-            buffer.trim_to_size(padded);
+        let end = start + len as u64;
+        let carry_from = align_down(end);
+        let carry: Vec<u8> = match seal {
+            Seal::Roll => Vec::new(),
+            _ => buffer.as_bytes()[(carry_from - start) as usize..len].to_vec(),
+        };
+        // Full buffers are written up to their last whole block and the partial block moves
+        // on unwritten, so consecutive writes never overlap and can be in flight together.
+        // A flush or a roll writes the partial block too (zero-padded).
+        let (write_len, data_end, carried_written) = match seal {
+            Seal::Full => ((carry_from - start) as usize, carry_from, 0),
+            Seal::Flush => (align_up(len as u64) as usize, end, carry.len()),
+            Seal::Roll => (align_up(len as u64) as usize, end, 0),
+        };
+        if data_end > start + carried as u64 && write_len > 0 {
+            buffer.as_bytes_mut()[len.min(write_len)..write_len].fill(0);
+            buffer.trim_to_size(write_len);
             self.next_buffer_bytes = (2 * len).clamp(
                 self.max_buffer_bytes.min(MIN_BUFFER_BYTES),
                 self.max_buffer_bytes,
             );
-            self.pending_bytes += padded;
+            self.pending_bytes += write_len;
             self.pending.push_back(PendingWrite {
                 start,
-                data_end: start + len as u64,
+                data_end,
                 segment_start,
                 buffer,
             });
+            self.replace_active(carry_from, segment_start, &carry, carried_written, room_for);
+        } else {
+            // Nothing new to write (or less than a block): keep the bytes, grow the buffer.
+            let keep = buffer.as_bytes()[..len].to_vec();
+            self.replace_active(start, segment_start, &keep, carried, room_for);
         }
-        self.replace_active(carry_from, segment_start, &carry, room_for);
     }
 
-    fn replace_active(&mut self, start: u64, segment_start: u64, carry: &[u8], room_for: usize) {
+    /// Starts a new active buffer at `start` holding `carry`, of which the first
+    /// `carried_written` bytes are already on disk.
+    fn replace_active(
+        &mut self,
+        start: u64,
+        segment_start: u64,
+        carry: &[u8],
+        carried_written: usize,
+        room_for: usize,
+    ) {
         let capacity =
             align_up((carry.len() + room_for).max(self.next_buffer_bytes) as u64) as usize;
         let mut buffer = glommio::allocate_dma_buffer_global(capacity);
@@ -627,7 +751,7 @@ impl LogState {
             segment_start,
             buffer,
             len: carry.len(),
-            carried: carry.len(),
+            carried: carried_written,
         });
     }
 }

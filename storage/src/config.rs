@@ -36,7 +36,8 @@ pub struct StorageConfig {
     pub flush: FlushMode,
     /// In async mode, how often fdatasync runs.
     pub flush_interval_ms: u64,
-    /// Largest single write of the group-commit writer (and so the largest group).
+    /// Size at which the group-commit writer seals a buffer and writes it; several such
+    /// writes are in flight at once. A single record larger than this gets a write of its own.
     pub write_buffer_bytes: usize,
     /// How much of the recent log stays in memory for tailing readers.
     pub tail_cache_bytes: usize,
@@ -67,7 +68,7 @@ impl StorageConfig {
             segment_size_bytes: 1 << 30,
             flush: FlushMode::Sync,
             flush_interval_ms: 500,
-            write_buffer_bytes: 8 << 20,
+            write_buffer_bytes: 1 << 20,
             tail_cache_bytes: 256 << 20,
             max_record_bytes: 4 << 20,
             max_batch_bytes: 16 << 20,
@@ -87,9 +88,16 @@ impl StorageConfig {
 
     /// Bytes after a torn write in which valid-looking records are still treated as part of
     /// the torn tail. It bounds the data that can be in flight and unsynced at a crash: the
-    /// writer keeps at most two writes ahead of the last fdatasync, plus the one in flight.
+    /// writer issues no write once `MAX_UNSYNCED_BUFFERS` buffers are unsynced, so at most
+    /// one more can be in flight beyond them; one buffer of slack covers the partial block.
     pub fn torn_tail_window_bytes(&self) -> u64 {
-        4 * self.write_buffer_bytes as u64
+        (crate::commit_log::MAX_UNSYNCED_BUFFERS + 2) * self.largest_write_bytes()
+    }
+
+    /// The largest single write: a full buffer, or one record too big for a buffer.
+    pub fn largest_write_bytes(&self) -> u64 {
+        (self.write_buffer_bytes.max(self.max_record_bytes) as u64 + BLOCK_BYTES)
+            .next_multiple_of(BLOCK_BYTES)
     }
 
     /// Checks the relations between the limits.
@@ -102,20 +110,22 @@ impl StorageConfig {
                 format!("must be between {FIXED_BYTES} and {ABSOLUTE_MAX_RECORD_BYTES}"),
             );
         }
-        if self.write_buffer_bytes < self.max_record_bytes + BLOCK_BYTES as usize
+        if self.write_buffer_bytes < 16 * BLOCK_BYTES as usize
             || self.write_buffer_bytes % BLOCK_BYTES as usize != 0
         {
             return fail(
                 "write_buffer_bytes",
-                "must be a multiple of 4096 and hold max_record_bytes plus one block".into(),
+                "must be a multiple of 4096 and at least 64 KiB".into(),
             );
         }
         if self.segment_size_bytes % BLOCK_BYTES != 0
-            || self.segment_size_bytes < self.write_buffer_bytes as u64
+            || self.segment_size_bytes < self.largest_write_bytes()
         {
             return fail(
                 "segment_size_bytes",
-                "must be a multiple of 4096 and at least write_buffer_bytes".into(),
+                "must be a multiple of 4096 and hold the largest write (write_buffer_bytes or \
+                 max_record_bytes, plus a block)"
+                    .into(),
             );
         }
         if self.max_batch_bytes < self.max_record_bytes {
@@ -124,7 +134,7 @@ impl StorageConfig {
                 "must be at least max_record_bytes".into(),
             );
         }
-        if self.tail_cache_bytes < self.write_buffer_bytes {
+        if (self.tail_cache_bytes as u64) < self.largest_write_bytes() {
             return fail(
                 "tail_cache_bytes",
                 "must be at least write_buffer_bytes".into(),
@@ -158,10 +168,10 @@ mod tests {
     }
 
     #[test]
-    fn write_buffer_must_hold_a_record() {
+    fn segment_must_hold_the_largest_write() {
         let mut config = StorageConfig::new("/tmp/x");
-        config.write_buffer_bytes = config.max_record_bytes;
+        config.segment_size_bytes = config.max_record_bytes as u64;
         let error = config.validate().unwrap_err().to_string();
-        assert!(error.contains("write_buffer_bytes"), "{error}");
+        assert!(error.contains("segment_size_bytes"), "{error}");
     }
 }

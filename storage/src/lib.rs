@@ -40,6 +40,7 @@ mod signal;
 mod store;
 mod tail_cache;
 
+pub use commit_log::LogStats;
 pub use config::{FlushMode, StorageConfig, BLOCK_BYTES};
 pub use error::{Result, StorageError};
 pub use ids::{LogPosition, QueueId, QueueOffset, ShardId};

@@ -244,14 +244,11 @@ impl ShardStore {
             }
             let start = batch.bytes.len();
             let len = entry.size as usize;
-            let cached = {
-                let state = self.inner.log.state.borrow();
-                state
-                    .tail_cache
-                    .get(entry.position, len)
-                    .map(|bytes| batch.bytes.extend_from_slice(bytes))
-                    .is_some()
-            };
+            let cached = self.inner.log.state.borrow().tail_cache.copy_into(
+                entry.position,
+                len,
+                &mut batch.bytes,
+            );
             if !cached {
                 let in_span = span.as_ref().is_some_and(|(span_start, read, skip, _)| {
                     entry.position.0 >= *span_start

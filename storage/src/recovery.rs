@@ -4,7 +4,7 @@
 //! CRCs of every record and that its stamped log position is where it was found. Where no
 //! valid record starts, one of three things is true:
 //!
-//! * the rest of the segment is zeros (preallocated, never written): the log continues at the
+//! * the bytes after it (as far as the torn-tail window reaches) are zeros, never written: the log continues at the
 //!   next segment, or ends here if this is the last one;
 //! * it is a **torn tail**: writes that were in flight at a crash. No valid record starts
 //!   more than `torn_tail_window_bytes` past the bad spot, because the writer never has more
@@ -191,7 +191,16 @@ impl<'a> LogScanner<'a> {
                     }
                 }
             }
-            if !self.rest_is_zero(position, segment_end).await? {
+            // Zeros up to the torn-tail window mean nothing was ever written further on:
+            // anything valid beyond it would be damage, and is looked for only once a bad
+            // spot is found (reading a whole preallocated 1 GiB segment at every start
+            // would cost seconds).
+            let zero_check_end = segment_end.min(
+                position
+                    + self.config.torn_tail_window_bytes()
+                    + self.config.max_record_bytes as u64,
+            );
+            if !self.rest_is_zero(position, zero_check_end).await? {
                 return Ok(ScanStep::Invalid(LogPosition(position)));
             }
             match next_segment {

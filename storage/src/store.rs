@@ -138,8 +138,11 @@ async fn probe_direct_io(shard_dir: &std::path::Path) -> Result<()> {
 impl ShardStore {
     /// Opens (creating or recovering) the store of `config.shard_id` under `config.data_dir`.
     /// Must run inside a glommio executor; background tasks are spawned on it.
-    pub async fn open(config: StorageConfig) -> Result<ShardStore> {
+    pub async fn open(mut config: StorageConfig) -> Result<ShardStore> {
         config.validate()?;
+        // glommio opens relative paths against an invalid directory descriptor (EBADF).
+        config.data_dir = std::path::absolute(&config.data_dir)
+            .map_err(|error| StorageError::io("resolve data directory", &config.data_dir, error))?;
         let started = Instant::now();
         let shard_dir = config.shard_dir();
         let log_dir = shard_dir.join("commitlog");
@@ -304,6 +307,11 @@ impl ShardStore {
     /// How the last open recovered the shard.
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.inner.recovery
+    }
+
+    /// Counters of the commit log's writer.
+    pub fn log_stats(&self) -> crate::commit_log::LogStats {
+        self.inner.log.state.borrow().stats
     }
 
     /// The store's configuration.

@@ -60,17 +60,34 @@ impl TailCache {
         }
     }
 
-    /// The bytes `[position, position + len)` if they sit in one cached buffer.
-    pub(crate) fn get(&self, position: LogPosition, len: usize) -> Option<&[u8]> {
+    /// Appends the bytes `[position, position + len)` to `out` if the cache holds all of
+    /// them. A record may span two buffers (a full buffer is written up to its last whole
+    /// block and the next one starts with the rest).
+    pub(crate) fn copy_into(&self, position: LogPosition, len: usize, out: &mut Vec<u8>) -> bool {
         let end = position.0 + len as u64;
         let newest_before = self
             .writes
             .partition_point(|write| write.start <= position.0);
-        let write = self.writes.get(newest_before.checked_sub(1)?)?;
-        if end > write.data_end {
-            return None;
+        let Some(mut index) = newest_before.checked_sub(1) else {
+            return false;
+        };
+        let out_start = out.len();
+        let mut at = position.0;
+        while at < end {
+            let Some(write) = self.writes.get(index) else {
+                out.truncate(out_start);
+                return false;
+            };
+            if write.start > at || write.data_end <= at {
+                out.truncate(out_start);
+                return false;
+            }
+            let upto = end.min(write.data_end);
+            let from = (at - write.start) as usize;
+            out.extend_from_slice(&write.buffer.as_bytes()[from..(upto - write.start) as usize]);
+            at = upto;
+            index += 1;
         }
-        let at = (position.0 - write.start) as usize;
-        Some(&write.buffer.as_bytes()[at..at + len])
+        true
     }
 }

@@ -44,7 +44,7 @@ async fn build_template(config: StorageConfig) -> Vec<Stored> {
     let store = ShardStore::open(config).await.unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut next = [0u64; QUEUES as usize];
-    for _ in 0..900 {
+    for _ in 0..2500 {
         let queue = rng.gen_range(0..QUEUES);
         let mut batch = Vec::new();
         for _ in 0..rng.gen_range(1..4) {

@@ -38,8 +38,8 @@ pub fn data_dir(name: &str) -> tempfile::TempDir {
 pub fn small_config(dir: &std::path::Path, flush: FlushMode) -> StorageConfig {
     let mut config = StorageConfig::new(dir);
     config.segment_size_bytes = 128 << 10;
-    config.write_buffer_bytes = 128 << 10;
-    config.max_record_bytes = 64 << 10;
+    config.write_buffer_bytes = 64 << 10;
+    config.max_record_bytes = 16 << 10;
     config.max_batch_bytes = 1 << 20;
     config.tail_cache_bytes = 256 << 10;
     config.flush = flush;
