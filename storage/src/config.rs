@@ -51,6 +51,8 @@ pub struct StorageConfig {
     pub checkpoint_interval_ms: u64,
     /// Segments whose newest record is older than this are deleted.
     pub retention_hours: u64,
+    /// How often retention and the disk usage marks are checked.
+    pub retention_check_interval_ms: u64,
     /// Above this disk usage, the oldest segments are deleted.
     pub disk_high_mark_percent: f64,
     /// Above this disk usage, appends fail with `DiskFull`.
@@ -75,6 +77,7 @@ impl StorageConfig {
             max_queues: 65_536,
             checkpoint_interval_ms: 1_000,
             retention_hours: 72,
+            retention_check_interval_ms: 10_000,
             disk_high_mark_percent: 85.0,
             disk_hard_mark_percent: 95.0,
             repair: false,
@@ -140,7 +143,10 @@ impl StorageConfig {
                 "must be at least write_buffer_bytes".into(),
             );
         }
-        if self.flush_interval_ms == 0 || self.checkpoint_interval_ms == 0 {
+        if self.flush_interval_ms == 0
+            || self.checkpoint_interval_ms == 0
+            || self.retention_check_interval_ms == 0
+        {
             return fail("flush_interval_ms", "intervals must be above 0".into());
         }
         if self.max_queues == 0 {

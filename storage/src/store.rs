@@ -70,7 +70,10 @@ pub(crate) struct StoreInner {
     checkpoint_done: Signal,
     closing: Cell<bool>,
     closing_signal: Signal,
-    tasks: RefCell<Vec<glommio::Task<()>>>,
+    /// The commit log's writer and syncer (or flusher).
+    log_tasks: RefCell<Vec<glommio::Task<()>>>,
+    /// The checkpoint and retention loops.
+    store_tasks: RefCell<Vec<glommio::Task<()>>>,
     recovery: RecoveryReport,
 }
 
@@ -278,7 +281,7 @@ impl ShardStore {
         );
 
         let log = CommitLog::new(config.clone(), log_dir, segments, end.0, &partial_block);
-        let tasks = log.start_tasks();
+        let log_tasks = log.start_tasks();
         let store = ShardStore {
             inner: Rc::new(StoreInner {
                 config,
@@ -293,14 +296,20 @@ impl ShardStore {
                 checkpoint_done: Signal::default(),
                 closing: Cell::new(false),
                 closing_signal: Signal::default(),
-                tasks: RefCell::new(tasks),
+                log_tasks: RefCell::new(log_tasks),
+                store_tasks: RefCell::new(Vec::new()),
                 recovery: report,
             }),
         };
         // From here on a crash must scan from this point: mark the checkpoint unclean.
         store.checkpoint(false).await?;
-        let periodic = glommio::spawn_local(store.clone().checkpoint_loop());
-        store.inner.tasks.borrow_mut().push(periodic);
+        let checkpoints = glommio::spawn_local(store.clone().checkpoint_loop());
+        let retention = glommio::spawn_local(store.clone().retention_loop());
+        store
+            .inner
+            .store_tasks
+            .borrow_mut()
+            .extend([checkpoints, retention]);
         Ok(store)
     }
 
@@ -540,19 +549,32 @@ impl ShardStore {
         .await
     }
 
+    /// Sleeps `interval`; false when the store started closing meanwhile.
+    async fn sleep_unless_closing(&self, interval: Duration) -> bool {
+        let closing = self.inner.closing_signal.changed();
+        if self.inner.closing.get() {
+            return false;
+        }
+        futures_lite::future::or(glommio::timer::sleep(interval), closing).await;
+        !self.inner.closing.get()
+    }
+
     async fn checkpoint_loop(self) {
         let interval = Duration::from_millis(self.inner.config.checkpoint_interval_ms);
-        loop {
-            let closing = self.inner.closing_signal.changed();
-            if self.inner.closing.get() {
-                return;
-            }
-            futures_lite::future::or(glommio::timer::sleep(interval), closing).await;
-            if self.inner.closing.get() {
-                return;
-            }
+        while self.sleep_unless_closing(interval).await {
             if let Err(error) = self.checkpoint(false).await {
                 tracing::error!(shard = self.inner.config.shard_id.0, %error, "checkpoint failed");
+            }
+        }
+    }
+
+    async fn retention_loop(self) {
+        let interval = Duration::from_millis(self.inner.config.retention_check_interval_ms);
+        let data_dir = self.inner.config.data_dir.clone();
+        while self.sleep_unless_closing(interval).await {
+            let mut usage = || crate::retention::disk_usage_percent(&data_dir);
+            if let Err(error) = self.apply_retention(now_ms(), &mut usage).await {
+                tracing::error!(shard = self.inner.config.shard_id.0, %error, "retention failed");
             }
         }
     }
@@ -562,16 +584,11 @@ impl ShardStore {
     pub async fn close(self) -> Result<()> {
         self.inner.closing.set(true);
         self.inner.closing_signal.notify();
-        let tasks = std::mem::take(&mut *self.inner.tasks.borrow_mut());
-        let mut log_tasks = Vec::new();
-        for task in tasks {
-            // The checkpoint loop was started last; the log's tasks first.
-            log_tasks.push(task);
-        }
-        let checkpoint_task = log_tasks.pop();
-        if let Some(task) = checkpoint_task {
+        let store_tasks = std::mem::take(&mut *self.inner.store_tasks.borrow_mut());
+        for task in store_tasks {
             task.await;
         }
+        let log_tasks = std::mem::take(&mut *self.inner.log_tasks.borrow_mut());
         self.inner.log.shut_down(log_tasks).await?;
         self.checkpoint(true).await
     }
