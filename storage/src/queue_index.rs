@@ -211,6 +211,11 @@ impl QueueIndex {
         self.next_offset - not_durable
     }
 
+    /// Store time of the newest entry, if it is in memory.
+    pub(crate) fn newest_store_timestamp_ms(&self) -> Option<i64> {
+        self.recent.back().map(|entry| entry.store_timestamp_ms)
+    }
+
     /// The entry for `offset` if it is in memory.
     pub(crate) fn recent_entry(&self, offset: u64) -> Option<IndexEntry> {
         if offset < self.recent_base.max(self.min_offset) {

@@ -224,7 +224,13 @@ impl ShardStore {
         }
         report.scan_start = LogPosition(scan_start);
 
-        let mut last_store_timestamp_ms = 0;
+        // Store times never go backwards, across restarts too (timestamp search relies on it).
+        let mut last_store_timestamp_ms = queues
+            .values()
+            .flat_map(HashMap::values)
+            .filter_map(|handle| handle.borrow().newest_store_timestamp_ms())
+            .max()
+            .unwrap_or(0);
         let mut queue_count = queues.values().map(HashMap::len).sum::<usize>();
         let (end, partial_block, bytes_scanned) = {
             let mut scanner = LogScanner::new(&config, &segments, scan_start, clean_end);
