@@ -91,3 +91,47 @@ impl TailCache {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buffer(start: u64, len: usize) -> Rc<DmaBuffer> {
+        let mut buffer = glommio::allocate_dma_buffer_global(len);
+        for (at, byte) in buffer.as_bytes_mut().iter_mut().enumerate() {
+            *byte = ((start + at as u64) % 251) as u8;
+        }
+        Rc::new(buffer)
+    }
+
+    fn expected(position: u64, len: usize) -> Vec<u8> {
+        (position..position + len as u64)
+            .map(|at| (at % 251) as u8)
+            .collect()
+    }
+
+    #[test]
+    fn record_spanning_two_buffers_is_copied_whole() {
+        let mut cache = TailCache::new(1 << 20);
+        cache.insert(LogPosition(0), LogPosition(8192), buffer(0, 8192));
+        cache.insert(LogPosition(8192), LogPosition(12_000), buffer(8192, 12_288));
+        let mut out = vec![9];
+        assert!(cache.copy_into(LogPosition(8000), 1000, &mut out));
+        assert_eq!(&out[1..], &expected(8000, 1000)[..]);
+        // Past what the newest buffer holds: refused, and `out` is left as it was.
+        assert!(!cache.copy_into(LogPosition(11_900), 200, &mut out));
+        assert_eq!(out.len(), 1001);
+    }
+
+    #[test]
+    fn oldest_buffers_are_evicted_beyond_the_budget() {
+        let mut cache = TailCache::new(8192);
+        cache.insert(LogPosition(0), LogPosition(4096), buffer(0, 4096));
+        cache.insert(LogPosition(4096), LogPosition(8192), buffer(4096, 4096));
+        cache.insert(LogPosition(8192), LogPosition(12_288), buffer(8192, 4096));
+        let mut out = Vec::new();
+        assert!(!cache.copy_into(LogPosition(0), 10, &mut out));
+        assert!(cache.copy_into(LogPosition(8190), 10, &mut out));
+        assert_eq!(out, expected(8190, 10));
+    }
+}
