@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use glommio::{LocalExecutorBuilder, Placement};
 use hdrhistogram::Histogram;
-use spillway_storage::record::{RecordBuilder, FIXED_BYTES};
+use spillway_storage::record::RecordBuilder;
 use spillway_storage::{FlushMode, QueueId, ShardStore, StorageConfig, StorageError};
 
 use crate::error::PerfError;
@@ -24,21 +24,15 @@ pub const APPENDER_TASKS: usize = 64;
 pub const QUEUE_COUNT: u32 = 8;
 /// Topic of every benchmark record.
 pub const TOPIC: &str = "bench";
-/// Target batch size for records of at least [`LARGE_RECORD_BYTES`].
-pub const LARGE_BATCH_BYTES: usize = 256 << 10;
-/// Target batch size for smaller records.
-pub const SMALL_BATCH_BYTES: usize = 64 << 10;
-/// Records this size and up use [`LARGE_BATCH_BYTES`].
-pub const LARGE_RECORD_BYTES: u32 = 1024;
+/// Target size of each append batch, for every body size.
+pub const BATCH_BYTES: usize = 256 << 10;
 
-/// Smallest record the format can hold with the benchmark's topic and no body.
-pub const MIN_RECORD_BYTES: usize = FIXED_BYTES + TOPIC.len();
-
-/// One benchmark case: record size and flush mode.
+/// One benchmark case: message body size and flush mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EngineCase {
-    /// Size of each whole encoded record (header, topic and body).
-    pub record_bytes: u32,
+    /// Size of each message body (the payload), as message-queue benchmarks quote "message
+    /// size". The stored record adds the header and the topic.
+    pub body_bytes: u32,
     /// When an append counts as durable.
     pub flush: FlushMode,
 }
@@ -52,25 +46,29 @@ impl EngineCase {
         }
     }
 
-    /// Body size that makes a whole encoded record `record_bytes` long.
-    pub fn body_bytes(&self) -> Result<usize, PerfError> {
-        let overhead = RecordBuilder::new(&[]).topic(TOPIC).encoded_len();
-        (self.record_bytes as usize)
-            .checked_sub(overhead)
-            .ok_or_else(|| PerfError::Record {
-                record_bytes: self.record_bytes,
-                reason: format!("a record with topic {TOPIC:?} takes at least {overhead} bytes"),
-            })
+    /// Length of each whole encoded record: the format's fixed part, the topic and the body.
+    pub fn record_bytes(&self) -> usize {
+        RecordBuilder::new(&[]).topic(TOPIC).encoded_len() + self.body_bytes as usize
     }
 
-    /// Records per append batch.
+    /// Records per append batch: as many as fit in [`BATCH_BYTES`], at least one.
     pub fn records_per_batch(&self) -> usize {
-        let target = if self.record_bytes >= LARGE_RECORD_BYTES {
-            LARGE_BATCH_BYTES
-        } else {
-            SMALL_BATCH_BYTES
+        (BATCH_BYTES / self.record_bytes()).max(1)
+    }
+
+    /// Message body bytes carried by one batch.
+    pub fn payload_bytes_per_batch(&self) -> u64 {
+        self.records_per_batch() as u64 * u64::from(self.body_bytes)
+    }
+
+    /// Batches to append for at least `payload_bytes` of message bodies. With empty bodies
+    /// there is no payload to count, so the encoded records stand in for it.
+    pub fn batch_count(&self, payload_bytes: u64) -> u64 {
+        let per_batch = match self.payload_bytes_per_batch() {
+            0 => (self.records_per_batch() * self.record_bytes()) as u64,
+            payload => payload,
         };
-        (target / self.record_bytes as usize).max(1)
+        payload_bytes.div_ceil(per_batch).max(1)
     }
 }
 
@@ -78,8 +76,8 @@ impl fmt::Display for EngineCase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} B records, flush {}",
-            self.record_bytes,
+            "{} B bodies, flush {}",
+            self.body_bytes,
             self.flush_name()
         )
     }
@@ -88,7 +86,9 @@ impl fmt::Display for EngineCase {
 /// What one case measured.
 #[derive(Debug)]
 pub struct EngineResult {
-    /// Encoded record bytes appended (and acknowledged).
+    /// Message body bytes appended (and acknowledged).
+    pub payload_bytes_appended: u64,
+    /// Whole encoded record bytes appended (and acknowledged): what the store wrote.
     pub record_bytes_appended: u64,
     /// Records appended.
     pub records: u64,
@@ -99,11 +99,12 @@ pub struct EngineResult {
 }
 
 /// Runs `case` in a fresh glommio executor on CPU 0 against a new store in `store_dir`,
-/// appending at least `total_bytes` of records. Blocks until the executor is done.
+/// appending records carrying at least `payload_bytes` of message bodies. Blocks until the
+/// executor is done.
 pub fn run_case(
     case: EngineCase,
     store_dir: PathBuf,
-    total_bytes: u64,
+    payload_bytes: u64,
 ) -> Result<EngineResult, PerfError> {
     let executor_error = |reason: String| PerfError::Executor {
         case: case.to_string(),
@@ -111,7 +112,7 @@ pub fn run_case(
     };
     let handle = LocalExecutorBuilder::new(Placement::Fixed(0))
         .name("spillway-perf")
-        .spawn(move || async move { append_on_executor(case, store_dir, total_bytes).await })
+        .spawn(move || async move { append_on_executor(case, store_dir, payload_bytes).await })
         .map_err(|error| executor_error(error.to_string()))?;
     handle
         .join()
@@ -121,11 +122,11 @@ pub fn run_case(
 async fn append_on_executor(
     case: EngineCase,
     store_dir: PathBuf,
-    total_bytes: u64,
+    payload_bytes: u64,
 ) -> Result<EngineResult, PerfError> {
     let batch = Rc::new(encode_batch(case)?);
     let records_per_batch = case.records_per_batch() as u64;
-    let batch_count = total_bytes.div_ceil(batch.len() as u64).max(1);
+    let batch_count = case.batch_count(payload_bytes);
 
     let mut config = StorageConfig::new(store_dir);
     config.flush = case.flush;
@@ -199,6 +200,7 @@ async fn append_on_executor(
 
     let appends = latency_us.len();
     Ok(EngineResult {
+        payload_bytes_appended: appends * case.payload_bytes_per_batch(),
         record_bytes_appended: appends * batch.len() as u64,
         records: appends * records_per_batch,
         elapsed,
@@ -207,11 +209,12 @@ async fn append_on_executor(
 }
 
 /// An empty latency histogram: microseconds, 3 significant digits, growing as needed.
-fn new_latency_histogram() -> Result<Histogram<u64>, PerfError> {
+pub fn new_latency_histogram() -> Result<Histogram<u64>, PerfError> {
     Histogram::new(3).map_err(histogram_error)
 }
 
-fn histogram_error(error: impl fmt::Display) -> PerfError {
+/// Wraps a histogram failure (creating, recording or merging).
+pub fn histogram_error(error: impl fmt::Display) -> PerfError {
     PerfError::Histogram {
         reason: error.to_string(),
     }
@@ -226,23 +229,21 @@ fn storage_error(case: EngineCase, operation: &'static str) -> impl Fn(StorageEr
     }
 }
 
-/// One batch of identical records of `case.record_bytes` each.
+/// One batch of identical records, each `RecordBuilder::new(&body).topic(TOPIC)` with a
+/// body of `case.body_bytes`.
 fn encode_batch(case: EngineCase) -> Result<Vec<u8>, PerfError> {
-    let body: Vec<u8> = (0..case.body_bytes()?).map(|index| index as u8).collect();
+    let body: Vec<u8> = (0..case.body_bytes).map(|index| index as u8).collect();
     let records_per_batch = case.records_per_batch();
-    let mut batch = Vec::with_capacity(records_per_batch * case.record_bytes as usize);
+    let mut batch = Vec::with_capacity(records_per_batch * case.record_bytes());
     for _ in 0..records_per_batch {
         let encoded = RecordBuilder::new(&body)
             .topic(TOPIC)
             .encode(&mut batch)
             .map_err(|error| PerfError::Record {
-                record_bytes: case.record_bytes,
+                body_bytes: case.body_bytes,
                 reason: error.to_string(),
             })?;
-        assert_eq!(
-            encoded, case.record_bytes as usize,
-            "record size arithmetic"
-        );
+        assert_eq!(encoded, case.record_bytes(), "record size arithmetic");
     }
     Ok(batch)
 }
@@ -260,43 +261,60 @@ fn thread_cpu_time() -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use spillway_storage::record::FIXED_BYTES;
+
     use super::*;
 
+    fn case(body_bytes: u32) -> EngineCase {
+        EngineCase {
+            body_bytes,
+            flush: FlushMode::Sync,
+        }
+    }
+
     #[test]
-    fn batches_hold_records_of_exactly_the_case_size() {
-        for record_bytes in [MIN_RECORD_BYTES as u32, 128, 1024, 4096] {
-            let case = EngineCase {
-                record_bytes,
-                flush: FlushMode::Sync,
-            };
+    fn a_record_is_its_body_plus_the_fixed_part_and_the_topic() {
+        assert_eq!(FIXED_BYTES + TOPIC.len(), 105);
+        assert_eq!(case(0).record_bytes(), 105);
+        assert_eq!(case(100).record_bytes(), 205);
+        assert_eq!(case(1024).record_bytes(), 1129);
+    }
+
+    #[test]
+    fn batches_hold_records_of_exactly_the_encoded_size() {
+        for body_bytes in [0, 1, 100, 1024, 4096, 300 << 10] {
+            let case = case(body_bytes);
             let batch = encode_batch(case).unwrap();
             assert_eq!(
                 batch.len(),
-                case.records_per_batch() * record_bytes as usize
+                case.records_per_batch() * case.record_bytes(),
+                "{case}"
             );
         }
     }
 
     #[test]
-    fn batch_sizes_follow_the_record_size() {
-        let small = EngineCase {
-            record_bytes: 128,
-            flush: FlushMode::Async,
-        };
-        let large = EngineCase {
-            record_bytes: 1024,
-            flush: FlushMode::Async,
-        };
-        assert_eq!(small.records_per_batch(), 512);
-        assert_eq!(large.records_per_batch(), 256);
+    fn batches_aim_at_256_kib_for_every_body_size() {
+        // 262144 / 205 and 262144 / 1129, rounded down.
+        assert_eq!(case(100).records_per_batch(), 1278);
+        assert_eq!(case(1024).records_per_batch(), 232);
+        assert_eq!(case(100).payload_bytes_per_batch(), 127_800);
+        assert_eq!(case(1024).payload_bytes_per_batch(), 237_568);
+        // A record larger than the target still goes one per batch.
+        assert_eq!(case(300 << 10).records_per_batch(), 1);
     }
 
     #[test]
-    fn records_smaller_than_the_header_are_refused() {
-        let case = EngineCase {
-            record_bytes: 100,
-            flush: FlushMode::Sync,
-        };
-        assert!(case.body_bytes().is_err());
+    fn batch_count_covers_the_payload_asked_for() {
+        let small = case(100);
+        assert_eq!(small.batch_count(1), 1);
+        assert_eq!(small.batch_count(127_800), 1);
+        assert_eq!(small.batch_count(127_801), 2);
+        assert_eq!(small.batch_count(1 << 30), (1u64 << 30).div_ceil(127_800));
+        // Empty bodies carry no payload: the encoded records stand in for it.
+        let empty = case(0);
+        assert_eq!(empty.records_per_batch(), 2496);
+        assert_eq!(empty.batch_count(2496 * 105), 1);
+        assert_eq!(empty.batch_count(2496 * 105 + 1), 2);
     }
 }

@@ -76,10 +76,10 @@ pub enum PerfError {
         source: StorageError,
     },
     /// A benchmark record could not be encoded.
-    #[error("encoding a benchmark record of {record_bytes} bytes: {reason}")]
+    #[error("encoding a benchmark record with a {body_bytes}-byte body: {reason}")]
     Record {
-        /// the record size asked for
-        record_bytes: u32,
+        /// the body size asked for
+        body_bytes: u32,
         /// what went wrong
         reason: String,
     },

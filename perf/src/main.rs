@@ -2,9 +2,9 @@
 //!
 //! Subcommands:
 //!
-//! * `storage --dir DIR [--bytes N] [--json]`: how close the storage engine gets to the raw
-//!   sequential write speed of the disk under DIR, for small and 1 KiB records, with sync
-//!   and async flush.
+//! * `storage --dir DIR [--bytes N] [--rounds N] [--json]`: how close the storage engine
+//!   gets to the raw sequential write speed of the disk under DIR, for 100-byte and 1 KiB
+//!   message bodies, with sync and async flush; medians over rounds.
 //!
 //! Results go to stdout (a table, or exactly one JSON object with `--json`); logs and errors
 //! go to stderr (`RUST_LOG` sets the level, default `info`). The binary talks to the storage
@@ -15,6 +15,7 @@ mod engine_append;
 mod error;
 mod raw_write;
 mod report;
+mod rounds;
 mod run_directory;
 mod storage_bench;
 
@@ -48,10 +49,13 @@ struct StorageArgs {
     /// subdirectory and removes it at the end.
     #[arg(long)]
     dir: PathBuf,
-    /// Bytes written by the raw baseline and appended by each engine case; K, M, G suffixes
-    /// are powers of 1024 (e.g. 512M).
+    /// Bytes written by the raw baseline, and message body (payload) bytes appended by each
+    /// engine case, per round; K, M, G suffixes are powers of 1024 (e.g. 512M).
     #[arg(long, default_value = "2G", value_parser = byte_size::parse_byte_size)]
     bytes: u64,
+    /// Rounds of the baseline and every case; the report gives medians over rounds.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
     /// Print exactly one JSON object on stdout instead of a table.
     #[arg(long)]
     json: bool,
@@ -89,7 +93,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), PerfError> {
     match cli.command {
         Command::Storage(args) => {
-            let report = storage_bench::run(&args.dir, args.bytes)?;
+            let report = storage_bench::run(&args.dir, args.bytes, args.rounds)?;
             let output = if args.json {
                 let mut json = report.to_json().map_err(|error| {
                     PerfError::io("serializing the report", "<stdout>", error.into())
@@ -104,5 +108,30 @@ fn run(cli: Cli) -> Result<(), PerfError> {
                 .write_all(output.as_bytes())
                 .map_err(|source| PerfError::io("writing the report to", "<stdout>", source))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn storage_args(extra: &[&str]) -> Result<StorageArgs, clap::Error> {
+        let base = ["spillway-perf", "storage", "--dir", "/data"];
+        let cli = Cli::try_parse_from(base.iter().chain(extra))?;
+        let Command::Storage(args) = cli.command;
+        Ok(args)
+    }
+
+    #[test]
+    fn rounds_default_to_three_and_must_be_at_least_one() {
+        assert_eq!(storage_args(&[]).unwrap().rounds, 3);
+        assert_eq!(storage_args(&["--rounds", "1"]).unwrap().rounds, 1);
+        assert!(storage_args(&["--rounds", "0"]).is_err());
+        assert!(storage_args(&["--rounds", "-1"]).is_err());
+    }
+
+    #[test]
+    fn bytes_take_binary_suffixes() {
+        assert_eq!(storage_args(&["--bytes", "1G"]).unwrap().bytes, 1 << 30);
     }
 }

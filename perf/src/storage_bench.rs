@@ -1,103 +1,122 @@
-//! The `storage` subcommand: measures the disk under `--dir` with a raw O_DIRECT write, then
-//! the storage engine on the same disk for each record size and flush mode, and reports
-//! each engine case as a fraction of the raw speed.
+//! The `storage` subcommand: in each of `--rounds` rounds, measures the disk under `--dir`
+//! with a raw O_DIRECT write, then the storage engine on the same disk for each message body
+//! size and flush mode; reports each engine case as a fraction of the raw speed, as medians
+//! over the rounds (see [`rounds`](crate::rounds)).
 //!
 //! It owns the run's directory layout (`<dir>/spillway-perf-<pid>-<nanos>/`, holding the
-//! baseline's file and one store directory at a time) and the order of the cases. The
-//! measured I/O happens in [`raw_write`](crate::raw_write) and
-//! [`engine_append`](crate::engine_append), never here.
+//! baseline's file and one store directory at a time, each case getting a fresh one in
+//! every round) and the order of the cases. The measured I/O happens in
+//! [`raw_write`](crate::raw_write) and [`engine_append`](crate::engine_append), never here.
 
 use std::path::Path;
 
 use spillway_storage::FlushMode;
 
-use crate::engine_append::{self, EngineCase, MIN_RECORD_BYTES};
+use crate::engine_append::{self, EngineCase};
 use crate::error::PerfError;
 use crate::raw_write;
-use crate::report::{CaseReport, StorageReport};
+use crate::report::StorageReport;
+use crate::rounds::{median, CaseRound, CaseRounds};
 use crate::run_directory::{file_system_name, RunDirectory};
 
-/// Record sizes measured, whole encoded records. The format's fixed part plus the topic
-/// already take [`MIN_RECORD_BYTES`] (105), so "small records" are 128 bytes.
-pub const RECORD_BYTES_CASES: [u32; 2] = [128, 1024];
-/// Flush modes measured, for each record size.
+/// Message body sizes measured (the JSON's `record_bytes`), as message-queue benchmarks
+/// quote "message size". Each record is `RecordBuilder::new(&body).topic("bench")`.
+pub const RECORD_BYTES_CASES: [u32; 2] = [100, 1024];
+/// Flush modes measured, for each body size.
 pub const FLUSH_CASES: [FlushMode; 2] = [FlushMode::Sync, FlushMode::Async];
 
-const _: () = {
-    let mut index = 0;
-    while index < RECORD_BYTES_CASES.len() {
-        assert!(RECORD_BYTES_CASES[index] as usize >= MIN_RECORD_BYTES);
-        index += 1;
-    }
-};
-
-/// Runs the baseline and every engine case with `bytes` each, in a fresh directory under
-/// `dir` that is removed at the end.
-pub fn run(dir: &Path, bytes: u64) -> Result<StorageReport, PerfError> {
-    if bytes == 0 {
+/// Runs `rounds` rounds of the baseline and every engine case, each writing
+/// `payload_bytes` (the baseline) or appending records carrying that many body bytes (each
+/// case), in a fresh directory under `dir` that is removed at the end.
+pub fn run(dir: &Path, payload_bytes: u64, rounds: u32) -> Result<StorageReport, PerfError> {
+    if payload_bytes == 0 {
         return Err(PerfError::Usage {
             reason: "--bytes must be above 0".into(),
+        });
+    }
+    if rounds == 0 {
+        return Err(PerfError::Usage {
+            reason: "--rounds must be at least 1".into(),
         });
     }
     let run_directory = RunDirectory::create(dir)?;
     let file_system = file_system_name(dir)?;
 
-    tracing::info!(bytes, dir = %run_directory.path().display(), "raw O_DIRECT write");
-    let raw = raw_write::measure(run_directory.path(), bytes)?;
-    let raw_write_mb_s = raw.mb_s();
-    tracing::info!(
-        mb_s = format_args!("{raw_write_mb_s:.1}"),
-        seconds = format_args!("{:.2}", raw.elapsed.as_secs_f64()),
-        "raw O_DIRECT write done"
-    );
+    let mut raw_write_mb_s_rounds = Vec::new();
+    let mut cases = RECORD_BYTES_CASES
+        .into_iter()
+        .flat_map(|body_bytes| FLUSH_CASES.map(|flush| EngineCase { body_bytes, flush }))
+        .map(CaseRounds::new)
+        .collect::<Result<Vec<_>, _>>()?;
 
-    let mut cases = Vec::new();
-    for record_bytes in RECORD_BYTES_CASES {
-        for flush in FLUSH_CASES {
-            let case = EngineCase {
-                record_bytes,
-                flush,
-            };
-            let store_dir = run_directory
-                .path()
-                .join(format!("store-{record_bytes}-{}", case.flush_name()));
+    for round in 1..=rounds {
+        tracing::info!(
+            round,
+            rounds,
+            bytes = payload_bytes,
+            dir = %run_directory.path().display(),
+            "raw O_DIRECT write"
+        );
+        let raw = raw_write::measure(run_directory.path(), payload_bytes)?;
+        let raw_write_mb_s = raw.mb_s();
+        raw_write_mb_s_rounds.push(raw_write_mb_s);
+        tracing::info!(
+            round,
+            mb_s = format_args!("{raw_write_mb_s:.1}"),
+            seconds = format_args!("{:.2}", raw.elapsed.as_secs_f64()),
+            "raw O_DIRECT write done"
+        );
+
+        for case_rounds in &mut cases {
+            let case = case_rounds.case();
+            let store_dir = run_directory.path().join(format!(
+                "store-{round}-{}-{}",
+                case.body_bytes,
+                case.flush_name()
+            ));
             std::fs::create_dir(&store_dir)
                 .map_err(|source| PerfError::io("creating store directory", &store_dir, source))?;
-            tracing::info!(%case, "engine case");
-            let result = engine_append::run_case(case, store_dir.clone(), bytes)?;
+            tracing::info!(round, %case, "engine case");
+            let result = engine_append::run_case(case, store_dir.clone(), payload_bytes)?;
             std::fs::remove_dir_all(&store_dir)
                 .map_err(|source| PerfError::io("removing store directory", &store_dir, source))?;
 
-            let seconds = result.elapsed.as_secs_f64();
-            let mb_s = result.record_bytes_appended as f64 / seconds / 1e6;
-            let percentile = |quantile| result.latency_us.value_at_quantile(quantile) as f64;
-            let case_report = CaseReport {
-                record_bytes,
-                flush: case.flush_name(),
-                mb_s,
-                records_per_s: result.records as f64 / seconds,
-                ratio_to_raw: mb_s / raw_write_mb_s,
-                latency_us_p50: percentile(0.5),
-                latency_us_p99: percentile(0.99),
-                latency_us_p999: percentile(0.999),
-            };
+            let case_round = CaseRound::new(&result, raw_write_mb_s);
             tracing::info!(
+                round,
                 %case,
-                mb_s = format_args!("{mb_s:.1}"),
-                ratio_to_raw = format_args!("{:.3}", case_report.ratio_to_raw),
-                latency_us_p99 = case_report.latency_us_p99,
+                mb_s = format_args!("{:.1}", case_round.mb_s),
+                stored_mb_s = format_args!("{:.1}", case_round.stored_mb_s),
+                ratio_to_raw = format_args!("{:.3}", case_round.ratio_to_raw),
+                latency_us_p99 = result.latency_us.value_at_quantile(0.99),
                 "engine case done"
             );
-            cases.push(case_report);
+            case_rounds.push(case_round, &result.latency_us)?;
         }
     }
     run_directory.remove()?;
 
     Ok(StorageReport {
-        raw_write_mb_s,
-        cases,
+        raw_write_mb_s: median(&raw_write_mb_s_rounds),
+        cases: cases.iter().map(CaseRounds::to_report).collect(),
+        raw_write_mb_s_rounds,
         dir: dir.to_path_buf(),
         file_system,
-        bytes_per_case: bytes,
+        payload_bytes_per_case: payload_bytes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_rounds_or_bytes_are_refused_before_any_io() {
+        let missing = Path::new("/nonexistent/spillway-perf");
+        assert!(matches!(
+            run(missing, 1 << 20, 0),
+            Err(PerfError::Usage { .. })
+        ));
+        assert!(matches!(run(missing, 0, 3), Err(PerfError::Usage { .. })));
+    }
 }

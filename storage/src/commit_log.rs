@@ -36,6 +36,8 @@ use crate::tail_cache::TailCache;
 const MIN_BUFFER_BYTES: usize = 64 << 10;
 /// Writes in flight at once (they never overlap: see [`Seal::Full`]).
 pub(crate) const MAX_WRITES_IN_FLIGHT: usize = 8;
+/// Sealed buffers waiting for the writer before appends have to wait.
+const PENDING_LIMIT_BUFFERS: usize = 8;
 /// In `sync` mode, how many write buffers' worth may be issued beyond the last fdatasync.
 pub(crate) const MAX_UNSYNCED_BUFFERS: u64 = 8;
 
@@ -154,6 +156,17 @@ pub(crate) struct CommitLog {
     durable_signal: Signal,
     /// Notified when pending buffers are written, so blocked appends may go on.
     room: Signal,
+    /// Appends waiting in `wait_for_room`.
+    room_waiters: std::cell::Cell<usize>,
+}
+
+/// Decrements a waiter count when a wait ends, however it ends (the future may be dropped).
+struct WaiterCount<'a>(&'a std::cell::Cell<usize>);
+
+impl Drop for WaiterCount<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
 }
 
 /// Opens a segment file for reading and writing with O_DIRECT, creating and preallocating it
@@ -224,6 +237,7 @@ impl CommitLog {
             work: Signal::default(),
             durable_signal: Signal::default(),
             room: Signal::default(),
+            room_waiters: std::cell::Cell::new(0),
         });
         {
             let mut state = log.state.borrow_mut();
@@ -269,9 +283,16 @@ impl CommitLog {
     }
 
     /// Waits until the writer has room for more appends (bounds memory when the disk is
-    /// slower than the producers).
+    /// slower than the producers). Fair enough not to starve anyone: while appends wait,
+    /// newcomers queue behind them, and waiters are woken in the order they went to sleep.
     pub(crate) async fn wait_for_room(&self) -> Result<()> {
-        let limit = 4 * self.config.write_buffer_bytes;
+        let limit = PENDING_LIMIT_BUFFERS * self.config.write_buffer_bytes;
+        self.check_open()?;
+        if self.room_waiters.get() == 0 && self.state.borrow().pending_bytes < limit {
+            return Ok(());
+        }
+        self.room_waiters.set(self.room_waiters.get() + 1);
+        let _waiting = WaiterCount(&self.room_waiters);
         loop {
             let changed = self.room.changed();
             self.check_open()?;

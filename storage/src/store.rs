@@ -157,7 +157,8 @@ impl ShardStore {
         probe_direct_io(&shard_dir).await?;
 
         let mut segments = open_segments(&config, &log_dir).await?;
-        if segments.is_empty() {
+        let fresh = segments.is_empty();
+        if fresh {
             let path = log_dir.join(segment_file_name(0));
             let file = open_segment_file(&path, true, config.segment_size_bytes).await?;
             crate::commit_log::sync_directory(&log_dir).await?;
@@ -176,8 +177,9 @@ impl ShardStore {
             *segments.keys().next_back().expect("at least one segment") + config.segment_size_bytes;
 
         // Incremental recovery from the checkpoint when its index files are all there.
-        let checkpoint = Checkpoint::load(&shard_dir)?
-            .filter(|checkpoint| (first_start..=last_end).contains(&checkpoint.index_position));
+        let checkpoint = Checkpoint::load(&shard_dir)?.filter(|checkpoint| {
+            !fresh && (first_start..=last_end).contains(&checkpoint.index_position)
+        });
         let mut queues: HashMap<Rc<str>, HashMap<QueueId, QueueHandle>> = HashMap::new();
         let mut report = RecoveryReport::default();
         let mut scan_start = first_start;
@@ -215,8 +217,12 @@ impl ShardStore {
                 queues.clear();
             }
         }
-        report.full_rebuild = scan_start == first_start && queues.is_empty();
-        if report.full_rebuild {
+        if fresh {
+            // A log just created is empty: nothing to scan, nothing to rebuild.
+            clean_end = Some(first_start);
+        }
+        report.full_rebuild = !fresh && scan_start == first_start && queues.is_empty();
+        if report.full_rebuild || fresh {
             // Rebuild every index from the log: drop whatever index files are left.
             std::fs::remove_dir_all(&index_dir)
                 .and_then(|()| std::fs::create_dir_all(&index_dir))
