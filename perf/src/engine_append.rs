@@ -19,7 +19,7 @@ use spillway_storage::{FlushMode, QueueId, ShardStore, StorageConfig, StorageErr
 use crate::error::PerfError;
 
 /// Concurrent appender tasks per case.
-pub const APPENDER_TASKS: usize = 64;
+pub const APPENDER_TASKS: usize = 128;
 /// Queues the appends are spread over (each task walks them round-robin).
 pub const QUEUE_COUNT: u32 = 8;
 /// Topic of every benchmark record.

@@ -156,16 +156,48 @@ pub(crate) struct CommitLog {
     durable_signal: Signal,
     /// Notified when pending buffers are written, so blocked appends may go on.
     room: Signal,
-    /// Appends waiting in `wait_for_room`.
-    room_waiters: std::cell::Cell<usize>,
+    /// Appends waiting in `wait_for_room`, in arrival order.
+    room_queue: RoomQueue,
 }
 
-/// Decrements a waiter count when a wait ends, however it ends (the future may be dropped).
-struct WaiterCount<'a>(&'a std::cell::Cell<usize>);
+/// Tickets of appends waiting for room.
+#[derive(Default)]
+struct RoomQueue {
+    next_ticket: std::cell::Cell<u64>,
+    serving: std::cell::Cell<u64>,
+    /// Tickets whose waits were dropped before their turn.
+    abandoned: RefCell<std::collections::BTreeSet<u64>>,
+}
 
-impl Drop for WaiterCount<'_> {
+impl RoomQueue {
+    /// Moves to the next ticket still waiting.
+    fn advance(&self) {
+        let mut serving = self.serving.get() + 1;
+        let mut abandoned = self.abandoned.borrow_mut();
+        while abandoned.remove(&serving) {
+            serving += 1;
+        }
+        self.serving.set(serving);
+    }
+}
+
+/// One waiting append's place in the [`RoomQueue`]; gives its turn up if dropped.
+struct RoomTicket<'a> {
+    queue: &'a RoomQueue,
+    number: u64,
+    served: bool,
+}
+
+impl Drop for RoomTicket<'_> {
     fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
+        if self.served {
+            return;
+        }
+        if self.queue.serving.get() == self.number {
+            self.queue.advance();
+        } else {
+            self.queue.abandoned.borrow_mut().insert(self.number);
+        }
     }
 }
 
@@ -237,7 +269,7 @@ impl CommitLog {
             work: Signal::default(),
             durable_signal: Signal::default(),
             room: Signal::default(),
-            room_waiters: std::cell::Cell::new(0),
+            room_queue: RoomQueue::default(),
         });
         {
             let mut state = log.state.borrow_mut();
@@ -283,20 +315,31 @@ impl CommitLog {
     }
 
     /// Waits until the writer has room for more appends (bounds memory when the disk is
-    /// slower than the producers). Fair enough not to starve anyone: while appends wait,
-    /// newcomers queue behind them, and waiters are woken in the order they went to sleep.
+    /// slower than the producers). First come, first served: waiting appends hold tickets
+    /// and go in ticket order, so a busy producer can never starve a quiet one.
     pub(crate) async fn wait_for_room(&self) -> Result<()> {
         let limit = PENDING_LIMIT_BUFFERS * self.config.write_buffer_bytes;
         self.check_open()?;
-        if self.room_waiters.get() == 0 && self.state.borrow().pending_bytes < limit {
+        let queue = &self.room_queue;
+        if queue.next_ticket.get() == queue.serving.get()
+            && self.state.borrow().pending_bytes < limit
+        {
             return Ok(());
         }
-        self.room_waiters.set(self.room_waiters.get() + 1);
-        let _waiting = WaiterCount(&self.room_waiters);
+        let mut ticket = RoomTicket {
+            queue,
+            number: queue.next_ticket.get(),
+            served: false,
+        };
+        queue.next_ticket.set(ticket.number + 1);
         loop {
             let changed = self.room.changed();
             self.check_open()?;
-            if self.state.borrow().pending_bytes < limit {
+            if queue.serving.get() == ticket.number && self.state.borrow().pending_bytes < limit {
+                ticket.served = true;
+                queue.advance();
+                // The next ticket may fit too.
+                self.room.notify();
                 return Ok(());
             }
             changed.await;
@@ -763,9 +806,14 @@ impl LogState {
         carried_written: usize,
         room_for: usize,
     ) {
-        let capacity =
-            align_up((carry.len() + room_for).max(self.next_buffer_bytes) as u64) as usize;
-        let mut buffer = glommio::allocate_dma_buffer_global(capacity);
+        let needed = carry.len() + room_for;
+        let capacity = align_up(needed.max(self.next_buffer_bytes) as u64) as usize;
+        // A spare at least half the wanted size will do (spares shrink by up to a block
+        // each time they are written whole blocks only).
+        let mut buffer = self
+            .tail_cache
+            .take_spare(needed.max(capacity / 2))
+            .unwrap_or_else(|| glommio::allocate_dma_buffer_global(capacity));
         buffer.as_bytes_mut()[..carry.len()].copy_from_slice(carry);
         self.active = Some(ActiveBuffer {
             start,

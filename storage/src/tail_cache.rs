@@ -25,7 +25,12 @@ pub(crate) struct TailCache {
     writes: VecDeque<CachedWrite>,
     capacity_bytes: usize,
     held_bytes: usize,
+    /// Evicted buffers kept for reuse as write buffers.
+    spare: Vec<DmaBuffer>,
 }
+
+/// Most evicted buffers kept for reuse.
+const MAX_SPARE_BUFFERS: usize = 16;
 
 impl TailCache {
     pub(crate) fn new(capacity_bytes: usize) -> Self {
@@ -33,6 +38,7 @@ impl TailCache {
             writes: VecDeque::new(),
             capacity_bytes,
             held_bytes: 0,
+            spare: Vec::new(),
         }
     }
 
@@ -56,8 +62,24 @@ impl TailCache {
         while self.held_bytes > self.capacity_bytes && self.writes.len() > 1 {
             if let Some(oldest) = self.writes.pop_front() {
                 self.held_bytes -= oldest.buffer.len();
+                // Reuse the memory when no write or reader holds it any more: fresh buffers
+                // cost a page fault per 4 KiB on first touch.
+                if let Ok(buffer) = Rc::try_unwrap(oldest.buffer) {
+                    if self.spare.len() < MAX_SPARE_BUFFERS {
+                        self.spare.push(buffer);
+                    }
+                }
             }
         }
+    }
+
+    /// A buffer evicted from the cache holding at least `min_len` bytes, if there is one.
+    pub(crate) fn take_spare(&mut self, min_len: usize) -> Option<DmaBuffer> {
+        let at = self
+            .spare
+            .iter()
+            .position(|buffer| buffer.len() >= min_len)?;
+        Some(self.spare.swap_remove(at))
     }
 
     /// Appends the bytes `[position, position + len)` to `out` if the cache holds all of
