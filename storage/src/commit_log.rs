@@ -346,9 +346,21 @@ impl CommitLog {
         }
     }
 
-    /// Copies one validated record into the active buffer at the log's end, rolling to a new
-    /// segment when it does not fit, and lets `stamp` fill in the broker fields in place.
-    /// Returns the record's log position.
+    /// Whether `len` more bytes fit in the active buffer and the current segment as they
+    /// are, without sealing or rolling.
+    pub(crate) fn fits_as_is(&self, len: usize) -> bool {
+        let state = self.state.borrow();
+        let segment_end = state.current_segment_start() + self.config.segment_size_bytes;
+        state.append_end + len as u64 <= segment_end
+            && state.active.as_ref().is_some_and(|active| {
+                active.len + len <= active.buffer.len().min(self.config.write_buffer_bytes)
+            })
+    }
+
+    /// Copies validated records into the active buffer at the log's end, rolling to a new
+    /// segment when they do not fit, and lets `stamp` fill in the broker fields in place.
+    /// Returns the log position of the first byte. Several records are placed in one call
+    /// only when [`Self::fits_as_is`] says so; otherwise one record at a time.
     pub(crate) fn place(&self, record: &[u8], stamp: impl FnOnce(u64, &mut [u8])) -> u64 {
         let len = record.len() as u64;
         let segment_size = self.config.segment_size_bytes;

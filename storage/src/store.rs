@@ -465,40 +465,49 @@ impl ShardStore {
         self.inner.last_store_timestamp_ms.set(store_timestamp_ms);
         let mut index = handle.borrow_mut();
         let first_offset = index.next_offset();
-        let mut first_position = None;
-        let mut end_position = 0;
-        let mut at = 0;
-        while at < batch.len() {
-            let len = record::peek_total_length(&batch[at..]).expect("validated above");
-            let record = &batch[at..at + len];
-            let queue_offset = index.next_offset().0;
-            let position = self.inner.log.place(record, |log_position, slot| {
+        let mut stamp_run = |position: u64, run: &mut [u8]| {
+            let mut at = 0;
+            while at < run.len() {
+                let len = record::peek_total_length(&run[at..]).expect("validated above");
+                let slot = &mut run[at..at + len];
+                let queue_offset = index.push(IndexEntry {
+                    position: LogPosition(position + at as u64),
+                    size: len as u32,
+                    tag_hash: record::tag_hash(record_tag(slot)),
+                    store_timestamp_ms,
+                });
                 record::stamp(
                     slot,
                     Stamp {
                         queue_id: queue.0,
-                        queue_offset,
-                        log_position,
+                        queue_offset: queue_offset.0,
+                        log_position: position + at as u64,
                         store_timestamp_ms,
                     },
-                )
-            });
-            index.push(IndexEntry {
-                position: LogPosition(position),
-                size: len as u32,
-                tag_hash: record::tag_hash(record_tag(record)),
-                store_timestamp_ms,
-            });
-            first_position.get_or_insert(position);
-            end_position = position + len as u64;
-            at += len;
-        }
+                );
+                at += len;
+            }
+        };
+        let (first_position, end_position) = if self.inner.log.fits_as_is(batch.len()) {
+            // The common case: one copy for the whole batch.
+            let position = self.inner.log.place(batch, &mut stamp_run);
+            (position, position + batch.len() as u64)
+        } else {
+            let mut first_position = None;
+            let mut end_position = 0;
+            let mut at = 0;
+            while at < batch.len() {
+                let len = record::peek_total_length(&batch[at..]).expect("validated above");
+                let position = self.inner.log.place(&batch[at..at + len], &mut stamp_run);
+                first_position.get_or_insert(position);
+                end_position = position + len as u64;
+                at += len;
+            }
+            (first_position.unwrap_or(end_position), end_position)
+        };
+        drop(index);
         self.inner.log.note_store_timestamp(store_timestamp_ms);
-        (
-            first_offset,
-            LogPosition(first_position.unwrap_or(end_position)),
-            end_position,
-        )
+        (first_offset, LogPosition(first_position), end_position)
     }
 
     /// Writes every durable index entry to the index files, syncs them, and records the
