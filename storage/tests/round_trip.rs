@@ -229,10 +229,19 @@ fn timestamp_lookup_finds_first_message_at_or_after() {
             store.append(TOPIC, QueueId(0), &batch).await.unwrap();
             stamps.push(store.last_store_timestamp_ms());
             if n % 100 == 99 {
-                // Let the clock move so several distinct store times exist.
-                glommio::timer::sleep(std::time::Duration::from_millis(3)).await;
+                // Let the wall clock move on so several distinct store times exist.
+                let stamp = store.last_store_timestamp_ms();
+                while std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as i64
+                    <= stamp
+                {
+                    std::hint::spin_loop();
+                }
             }
         }
+        assert!(stamps[0] < stamps[150] && stamps[150] < stamps[299]);
         store.close().await.unwrap();
         let store = ShardStore::open(small_config(&path, FlushMode::Async))
             .await
