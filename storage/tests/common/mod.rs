@@ -45,6 +45,8 @@ pub fn small_config(dir: &std::path::Path, flush: FlushMode) -> StorageConfig {
     config.flush = flush;
     config.flush_interval_ms = 10;
     config.checkpoint_interval_ms = 50;
+    // Tests drive retention themselves, with the disk usage they choose.
+    config.retention_check_interval_ms = 3_600_000;
     config
 }
 
