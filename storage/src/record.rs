@@ -398,6 +398,12 @@ pub fn peek_total_length(bytes: &[u8]) -> Option<usize> {
     (bytes.len() >= 4).then(|| u32_at(bytes, OFFSET_TOTAL_LENGTH) as usize)
 }
 
+/// The log position stamped in the record header at the start of `bytes` (check the header
+/// with [`RecordView::header_is_valid`] first).
+pub fn stamped_log_position(bytes: &[u8]) -> Option<u64> {
+    (bytes.len() >= HEADER_BYTES).then(|| u64_at(bytes, OFFSET_LOG_POSITION))
+}
+
 /// Checks the structure of the record at the start of `bytes` (lengths, magic, version) and
 /// returns its total length. Verifies neither CRC.
 fn check_structure(bytes: &[u8], max_record_bytes: usize) -> Result<usize, RecordError> {

@@ -26,7 +26,7 @@ use crate::commit_log::{
 use crate::config::{StorageConfig, BLOCK_BYTES};
 use crate::error::{from_glommio, Result, StorageError};
 use crate::ids::LogPosition;
-use crate::record::{peek_total_length, RecordView, MAGIC};
+use crate::record::{peek_total_length, stamped_log_position, RecordView, MAGIC};
 
 /// Bytes read per recovery read.
 const SCAN_CHUNK_BYTES: usize = 4 << 20;
@@ -246,10 +246,13 @@ impl<'a> LogScanner<'a> {
                 // Candidates need their 48-byte header inside the window; a candidate
                 // straddling the window's end is re-examined from the next load.
                 let last = window.len().saturating_sub(48);
+                // A record counts only where it was written: stale bytes of an older use of
+                // the space (a recycled segment, a cut tail) carry other positions.
                 let found = (0..=last).find(|&offset| {
                     window[offset + 8] == magic[0]
                         && window[offset + 9] == magic[1]
                         && RecordView::header_is_valid(&window[offset..], max_record_bytes)
+                        && stamped_log_position(&window[offset..]) == Some(base + offset as u64)
                 });
                 if let Some(offset) = found {
                     return Ok(Some(base + offset as u64));
