@@ -28,7 +28,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A running name server, killed when dropped.
 struct NameServer {
-    child: Child,
+    /// `None` once `stop_with` has handed it to its waiting thread.
+    child: Option<Child>,
     address: SocketAddr,
 }
 
@@ -53,7 +54,10 @@ impl NameServer {
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .parse()
             .expect("a socket address");
-        NameServer { child, address }
+        NameServer {
+            child: Some(child),
+            address,
+        }
     }
 
     fn connect(&self) -> Client {
@@ -71,25 +75,47 @@ impl NameServer {
 
     /// Sends `signal` and waits (with the deadline) for the exit status.
     fn stop_with(mut self, signal: i32) -> std::process::ExitStatus {
-        let pid = self.child.id() as i32;
+        let mut child = self.child.take().expect("running");
         // SAFETY: kill(2) on our own child's pid, which has not been waited for yet.
-        let sent = unsafe { libc::kill(pid, signal) };
+        let sent = unsafe { libc::kill(child.id() as i32, signal) };
         assert_eq!(sent, 0, "kill failed");
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(started.elapsed() < DEADLINE, "name server did not exit");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        // Wait for the exit on another thread, so this one waits on a channel with a
+        // deadline instead of polling.
+        let (exited, exit) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = exited.send(child.wait().expect("wait"));
+        });
+        exit.recv_timeout(DEADLINE)
+            .expect("name server did not exit")
     }
+}
+
+/// Calls `attempt` until it gives a value, failing after the deadline. The name server has
+/// no way to tell a client that something changed, so asking again is the only way to wait
+/// for a change; the pause keeps the asking from spinning.
+fn poll_until<T>(what: &str, mut attempt: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = attempt() {
+            return value;
+        }
+        assert!(started.elapsed() < DEADLINE, "{what} never happened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The pause between two heartbeats of a simulated live broker (a real broker heartbeats
+/// on a timer too); 60 ms is far inside the tests' broker timeout.
+fn heartbeat_pause() {
+    std::thread::sleep(Duration::from_millis(60));
 }
 
 impl Drop for NameServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -193,16 +219,9 @@ fn wait_for_route(
     done: impl Fn(&Result<GetTopicRouteResponse, Refused>) -> bool,
 ) -> Duration {
     let started = Instant::now();
-    loop {
-        if done(&route(client, topic)) {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < DEADLINE,
-            "route of {topic} never changed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    poll_until(&format!("a change of the route of {topic}"), || {
+        done(&route(client, topic)).then(|| started.elapsed())
+    })
 }
 
 #[test]
@@ -299,7 +318,7 @@ fn heartbeats_keep_a_broker_and_silence_removes_it_after_the_timeout() {
             break;
         }
         assert!(registered_at.elapsed() < DEADLINE, "broker-b never expired");
-        std::thread::sleep(Duration::from_millis(60));
+        heartbeat_pause();
     }
     assert!(
         registered_at.elapsed() >= Duration::from_millis(1500),
@@ -310,7 +329,7 @@ fn heartbeats_keep_a_broker_and_silence_removes_it_after_the_timeout() {
     while kept_since.elapsed() < Duration::from_millis(3200) {
         assert!(!heartbeat(&mut broker_a, "broker-a").registration_needed);
         assert_eq!(names(&route(&mut client, "orders")), ["broker-a"]);
-        std::thread::sleep(Duration::from_millis(60));
+        heartbeat_pause();
     }
 
     // Now broker-a falls silent too: the topic disappears, and a late heartbeat is told to
@@ -442,8 +461,7 @@ fn connections_over_the_limit_are_refused() {
     );
     drop(first);
     // Once the first is gone its slot frees up (the server notices the close first).
-    let started = Instant::now();
-    loop {
+    poll_until("a freed connection slot", || {
         let mut client = server.connect();
         client
             .stream
@@ -462,12 +480,11 @@ fn connections_over_the_limit_are_refused() {
             .unwrap();
         let frame = client.read_frame().expect("an answer");
         if frame.error_code() == Ok(ErrorCode::Ok) {
-            break;
+            return Some(());
         }
         assert_eq!(frame.error_code(), Ok(ErrorCode::ServiceUnavailable));
-        assert!(started.elapsed() < DEADLINE, "the slot never freed");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        None
+    });
 }
 
 #[test]
