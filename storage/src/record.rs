@@ -502,6 +502,13 @@ impl<'a> RecordView<'a> {
         Ok(RecordView { bytes: record })
     }
 
+    /// A view of a record whose structure [`validate_unstamped`] (or [`Self::parse`]) has
+    /// already checked: lengths are trusted, CRCs are not checked again. For the append
+    /// path, which reads the topic and tag of records it has just validated.
+    pub(crate) fn of_validated(record: &'a [u8]) -> Self {
+        RecordView { bytes: record }
+    }
+
     /// Cheap check used when hunting for record boundaries: structure and header CRC only.
     pub fn header_is_valid(bytes: &[u8], max_record_bytes: usize) -> bool {
         if bytes.len() < HEADER_BYTES || u16_at(bytes, OFFSET_MAGIC) != MAGIC {

@@ -419,7 +419,7 @@ impl ShardStore {
                     source,
                 },
             )?;
-            let view_topic = record_topic(&batch[at..at + len]);
+            let view_topic = RecordView::of_validated(&batch[at..at + len]).topic();
             if view_topic != topic.as_bytes() {
                 return Err(StorageError::TopicMismatch {
                     index: record_count as usize,
@@ -473,7 +473,7 @@ impl ShardStore {
                 let queue_offset = index.push(IndexEntry {
                     position: LogPosition(position + at as u64),
                     size: len as u32,
-                    tag_hash: record::tag_hash(record_tag(slot)),
+                    tag_hash: record::tag_hash(RecordView::of_validated(slot).tag()),
                     store_timestamp_ms,
                 });
                 record::stamp(
@@ -618,18 +618,6 @@ impl ShardStore {
     pub fn last_store_timestamp_ms(&self) -> i64 {
         self.inner.last_store_timestamp_ms.get()
     }
-}
-
-fn record_topic(record: &[u8]) -> &[u8] {
-    let topic_len = record[88] as usize;
-    &record[record::FIXED_BYTES..record::FIXED_BYTES + topic_len]
-}
-
-fn record_tag(record: &[u8]) -> &[u8] {
-    let topic_len = record[88] as usize;
-    let tag_len = record[89] as usize;
-    let start = record::FIXED_BYTES + topic_len;
-    &record[start..start + tag_len]
 }
 
 /// Indexes one record found by the recovery scan. Returns false when the record cannot
