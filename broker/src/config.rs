@@ -60,6 +60,10 @@ pub const MAX_CONFIG_FILE_BYTES: u64 = 4 << 20;
 pub const MAX_CONNECTIONS_PER_SHARD: usize = 1 << 20;
 /// Highest `limits.max_in_flight_requests_per_connection`.
 pub const MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION: usize = 65_536;
+/// Highest `limits.max_clients`.
+pub const MAX_CLIENTS: usize = 1 << 20;
+/// Highest `limits.max_consumer_offsets_per_shard`.
+pub const MAX_CONSUMER_OFFSETS_PER_SHARD: usize = 1 << 24;
 /// Room a frame needs besides one batch: the frame's fixed part and a produce header with
 /// up to `MAX_PRODUCE_PARTS` parts (each a topic name and a few numbers).
 pub const FRAME_HEADROOM_BYTES: usize = 256 << 10;
@@ -75,6 +79,20 @@ pub const DEFAULT_MAX_BATCH_BYTES: usize = 8 << 20;
 pub const DEFAULT_MAX_CONNECTIONS_PER_SHARD: usize = 4096;
 /// Default `limits.max_in_flight_requests_per_connection`.
 pub const DEFAULT_MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION: usize = 256;
+/// Default `heartbeat_interval_ms`.
+pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 30_000;
+/// Default `name_server_timeout_ms`.
+pub const DEFAULT_NAME_SERVER_TIMEOUT_MS: u64 = 3_000;
+/// Default `client_timeout_ms`.
+pub const DEFAULT_CLIENT_TIMEOUT_MS: u64 = 30_000;
+/// Default `limits.max_pull_wait_ms`.
+pub const DEFAULT_MAX_PULL_WAIT_MS: u32 = 30_000;
+/// Default `limits.max_clients`.
+pub const DEFAULT_MAX_CLIENTS: usize = 65_536;
+/// Default `limits.max_consumer_offsets_per_shard`.
+pub const DEFAULT_MAX_CONSUMER_OFFSETS_PER_SHARD: usize = 1_000_000;
+/// Longest any of the `_ms` intervals of the cluster section may be (one day).
+pub const MAX_INTERVAL_MS: u64 = 86_400_000;
 
 // A shard id is a u16.
 const _: () = assert!(MAX_SHARDS <= u16::MAX as usize + 1);
@@ -187,6 +205,15 @@ pub struct BrokerConfig {
     pub advertised_address: Option<Endpoint>,
     /// Every name server; the broker registers with all of them.
     pub name_servers: Vec<Endpoint>,
+    /// How often the broker heartbeats to every name server.
+    #[serde(default = "default_heartbeat_interval_ms")]
+    pub heartbeat_interval_ms: u64,
+    /// How long one connect or request to a name server may take.
+    #[serde(default = "default_name_server_timeout_ms")]
+    pub name_server_timeout_ms: u64,
+    /// A client (consumer group member) silent this long leaves its groups.
+    #[serde(default = "default_client_timeout_ms")]
+    pub client_timeout_ms: u64,
     /// Cores to pin the shards to, one shard each (shard `i` on `cores[i]`). Exactly one
     /// of `cores` and `shard_count` is set.
     #[serde(default)]
@@ -289,6 +316,12 @@ pub struct LimitSettings {
     pub max_connections_per_shard: usize,
     /// Most requests one connection may have in flight.
     pub max_in_flight_requests_per_connection: usize,
+    /// Longest a pull may wait for new messages (longer waits are cut to this).
+    pub max_pull_wait_ms: u32,
+    /// Most clients (consumer group members) the broker tracks.
+    pub max_clients: usize,
+    /// Most (consumer group, topic, queue) offsets one shard stores.
+    pub max_consumer_offsets_per_shard: usize,
 }
 
 impl Default for LimitSettings {
@@ -301,6 +334,9 @@ impl Default for LimitSettings {
             max_queues_per_shard: engine.max_queues,
             max_connections_per_shard: DEFAULT_MAX_CONNECTIONS_PER_SHARD,
             max_in_flight_requests_per_connection: DEFAULT_MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION,
+            max_pull_wait_ms: DEFAULT_MAX_PULL_WAIT_MS,
+            max_clients: DEFAULT_MAX_CLIENTS,
+            max_consumer_offsets_per_shard: DEFAULT_MAX_CONSUMER_OFFSETS_PER_SHARD,
         }
     }
 }
@@ -333,6 +369,18 @@ fn default_listen_address() -> SocketAddr {
     DEFAULT_LISTEN_ADDRESS
         .parse()
         .expect("DEFAULT_LISTEN_ADDRESS is a socket address")
+}
+
+fn default_heartbeat_interval_ms() -> u64 {
+    DEFAULT_HEARTBEAT_INTERVAL_MS
+}
+
+fn default_name_server_timeout_ms() -> u64 {
+    DEFAULT_NAME_SERVER_TIMEOUT_MS
+}
+
+fn default_client_timeout_ms() -> u64 {
+    DEFAULT_CLIENT_TIMEOUT_MS
 }
 
 fn default_auto_create_queues() -> u32 {
@@ -485,12 +533,28 @@ impl BrokerConfig {
     }
 
     fn validate_network(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("heartbeat_interval_ms", self.heartbeat_interval_ms),
+            ("name_server_timeout_ms", self.name_server_timeout_ms),
+            ("client_timeout_ms", self.client_timeout_ms),
+        ] {
+            if value == 0 || value > MAX_INTERVAL_MS {
+                return Err(invalid(
+                    key,
+                    format!("{value} is outside 1 to {MAX_INTERVAL_MS} (MAX_INTERVAL_MS)"),
+                ));
+            }
+        }
         if self.listen_address.port() == 0 {
-            return Err(invalid(
-                "listen_address",
-                "port 0 is not allowed: every shard binds the same port and it is advertised \
-                 to clients",
-            ));
+            if let Some(advertised) = &self.advertised_address {
+                return Err(invalid(
+                    "advertised_address",
+                    format!(
+                        "{advertised} cannot be given with listen_address port 0: the port is \
+                         only known once bound, and that is what gets advertised"
+                    ),
+                ));
+            }
         }
         match &self.advertised_address {
             None if self.listen_address.ip().is_unspecified() => {
@@ -657,6 +721,17 @@ impl BrokerConfig {
                 "limits.max_in_flight_requests_per_connection",
                 limits.max_in_flight_requests_per_connection,
                 MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION,
+            ),
+            ("limits.max_clients", limits.max_clients, MAX_CLIENTS),
+            (
+                "limits.max_consumer_offsets_per_shard",
+                limits.max_consumer_offsets_per_shard,
+                MAX_CONSUMER_OFFSETS_PER_SHARD,
+            ),
+            (
+                "limits.max_pull_wait_ms",
+                limits.max_pull_wait_ms as usize,
+                MAX_INTERVAL_MS as usize,
             ),
         ] {
             if value == 0 || value > limit {

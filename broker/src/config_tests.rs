@@ -228,10 +228,32 @@ fn listen_address_is_an_ip_and_a_real_port() {
         "listen_address",
         "not an IP address and port",
     );
+    // Port 0 (any free port) is fine, but then the advertised port is the bound one.
+    assert!(parse(&edited(&[("listen_address", "\"127.0.0.1:0\"")])).is_ok());
     assert_edit_refused(
-        &[("listen_address", "\"127.0.0.1:0\"")],
-        "listen_address",
+        &[
+            ("listen_address", "\"127.0.0.1:0\""),
+            ("advertised_address", "\"10.0.0.1:10911\""),
+        ],
+        "advertised_address",
         "port 0",
+    );
+}
+
+#[test]
+fn cluster_intervals_are_bounded() {
+    for key in [
+        "heartbeat_interval_ms",
+        "name_server_timeout_ms",
+        "client_timeout_ms",
+    ] {
+        assert_edit_refused(&[(key, "0")], key, "outside 1 to");
+        assert!(parse(&edited(&[(key, "100")])).is_ok());
+    }
+    assert_edit_refused(
+        &[("limits.max_pull_wait_ms", "0")],
+        "limits.max_pull_wait_ms",
+        "outside 1 to",
     );
 }
 
@@ -667,6 +689,12 @@ fn example_config_shows_the_defaults() {
     assert_eq!(config.limits, LimitSettings::default());
     assert_eq!(config.broker_id, 0);
     assert_eq!(config.listen_address.to_string(), DEFAULT_LISTEN_ADDRESS);
+    assert_eq!(config.heartbeat_interval_ms, DEFAULT_HEARTBEAT_INTERVAL_MS);
+    assert_eq!(
+        config.name_server_timeout_ms,
+        DEFAULT_NAME_SERVER_TIMEOUT_MS
+    );
+    assert_eq!(config.client_timeout_ms, DEFAULT_CLIENT_TIMEOUT_MS);
     assert!(!config.auto_create_topics);
     assert_eq!(config.auto_create_queues, DEFAULT_AUTO_CREATE_QUEUES);
 }

@@ -1,18 +1,19 @@
 //! `spillway-broker --config broker.toml [--check]`: the broker's command line.
 //!
-//! Today it loads and validates the config: on a problem it prints one line naming the key
-//! and the reason and exits with status 2; with `--check` it prints a summary (shards,
-//! topics, `queue -> shard` layout) and exits 0. The server is not built yet: without
-//! `--check` it says so and exits 2, rather than pretending to serve.
+//! It loads and validates the config: on a problem it prints one line naming the key and
+//! the reason and exits with status 2; with `--check` it prints a summary (shards, topics,
+//! `queue -> shard` layout) and exits 0. Otherwise it runs the broker ([`server::run`])
+//! until SIGTERM or SIGINT and exits 0 after a clean stop, 1 if it could not start or stop
+//! cleanly (the reason on stderr).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use spillway_broker::cores::AvailableCores;
-use spillway_broker::{summary, BrokerConfig, ConfigError};
+use spillway_broker::{server, summary, BrokerConfig, ConfigError};
 
-/// Exit status of a refused config or a request the binary cannot serve yet.
+/// Exit status of a refused config.
 const EXIT_REFUSED: u8 = 2;
 
 /// Spillway's thread-per-core message broker.
@@ -60,9 +61,14 @@ fn main() -> ExitCode {
     for warning in config.warnings(&cores) {
         tracing::warn!("{warning}");
     }
-    eprintln!(
-        "spillway-broker: {path} is valid, but the broker server is not built yet: it arrives \
-         with the cluster issue. Nothing was started. Use --check to validate a config."
-    );
-    ExitCode::from(EXIT_REFUSED)
+    match server::run(config) {
+        Ok(()) => {
+            tracing::info!("stopped cleanly");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("spillway-broker: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! The `spillway-broker` command line as an operator meets it: `--check` prints the layout
-//! and exits 0, a bad config is one line naming the key and exit status 2, and without
-//! `--check` the binary says the server is not built yet and exits 2.
+//! and exits 0, a bad config is one line naming the key and exit status 2, and a broker
+//! that cannot take its port says so and exits 1. (Serving is tested across processes in
+//! the `tests/` crate.)
 //!
 //! Configs here use `shard_count`, not `cores`, so the tests pass on any machine.
 
@@ -96,10 +97,16 @@ fn unreadable_config_exits_2() {
 }
 
 #[test]
-fn without_check_it_says_the_server_is_not_built_and_exits_2() {
-    let output = run(VALID, &[]);
-    assert_eq!(output.status.code(), Some(2));
+fn a_taken_port_is_one_plain_line_and_exit_status_1() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap();
+    let config = VALID.replace("127.0.0.1:10911", &address.to_string());
+    let output = run(&config, &[]);
+    assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
-    assert!(stderr.contains("server is not built yet"), "{stderr}");
-    assert!(stderr.contains("Nothing was started"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {address}")),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }

@@ -19,6 +19,7 @@
 //! # Map
 //!
 //! * [`record`]: the record format, producer-side builder, stamping, verification.
+//! * [`signal`]: a single-threaded change notification (also used by the broker).
 //! * `commit_log`: segments, group-commit writer, flush modes; `tail_cache`: recent bytes.
 //! * `queue_index`: per-queue index; `checkpoint`: how far the indexes are complete.
 //! * `recovery`: scan, torn-tail cut, damage detection; `retention`: segment deletion.
@@ -36,7 +37,7 @@ mod read;
 pub mod record;
 mod recovery;
 mod retention;
-mod signal;
+pub mod signal;
 mod store;
 mod tail_cache;
 

@@ -1,0 +1,280 @@
+//! One client connection on one shard: read frames, run each request as its own task,
+//! write the answers in whatever order they finish.
+//!
+//! # Shape
+//!
+//! The socket is split in two. The *reader* (this connection's main task) decodes frames
+//! and spawns one task per request, up to `max_in_flight_requests_per_connection`; at the
+//! limit it stops reading until an answer goes out, so a client that floods requests or
+//! never reads its answers holds at most that many requests and their answers. Each
+//! request task encodes its answer straight into the connection's outbox; the *writer*
+//! task writes whatever the outbox holds in one write whenever it is not empty. Answers
+//! carry the request id, so a long-polling pull never holds up a produce behind it.
+//!
+//! # Ends
+//!
+//! * The peer closes: pending requests finish (their answers are dropped with the
+//!   socket), then the connection's count on the shard is released.
+//! * A broken stream (bad magic, CRC, oversize length): a connection-error frame (request
+//!   id 0, the typed code) goes out and the connection closes; nothing else on the shard
+//!   is disturbed.
+//! * Shutdown: the reader stops, in-flight requests finish and are answered, then the
+//!   socket closes.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use bytes::BytesMut;
+use futures_lite::io::{ReadHalf, WriteHalf};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use spillway_storage::signal::Signal;
+use spillway_wire::{Envelope, ErrorCode, Frame, FrameDecoder, FrameKind, WireError, WireHeader};
+
+use crate::client_registry::ConnectionKey;
+use crate::dispatch;
+use crate::refusal::Refusal;
+use crate::shard::Shard;
+
+/// Bytes read from the socket at a time (a frame larger than this takes several reads).
+const READ_CHUNK_BYTES: usize = 256 << 10;
+
+/// What a request handler answers with: a response header and its payload.
+pub struct Response<H> {
+    /// The response header.
+    pub header: H,
+    /// The payload (stored records, for a pull); empty for most responses.
+    pub payload: Vec<u8>,
+}
+
+impl<H> Response<H> {
+    /// A response with no payload.
+    pub fn header(header: H) -> Response<H> {
+        Response {
+            header,
+            payload: Vec::new(),
+        }
+    }
+}
+
+/// The state request tasks share with the connection's writer.
+pub struct Connection {
+    /// Identifies the connection to the client registry.
+    pub key: ConnectionKey,
+    /// The peer, for logs.
+    pub peer: Option<SocketAddr>,
+    outbox: RefCell<BytesMut>,
+    outbox_changed: Signal,
+    in_flight: Cell<usize>,
+    in_flight_changed: Signal,
+    reading_done: Cell<bool>,
+    broken: Cell<bool>,
+    /// Set once the client sent a heartbeat: its close is reported to shard 0.
+    pub heartbeated: Cell<bool>,
+}
+
+impl Connection {
+    /// Encodes the answer to `request` into the outbox (nothing for a one-way request).
+    pub fn respond<H: WireHeader>(
+        &self,
+        shard: &Shard,
+        request: &Envelope,
+        result: Result<Response<H>, Refusal>,
+    ) {
+        if request.kind() == FrameKind::OneWay {
+            if let Err(refusal) = result {
+                tracing::debug!(%refusal, "one-way request refused");
+            }
+            return;
+        }
+        let mut outbox = self.outbox.borrow_mut();
+        let encoded = match &result {
+            Ok(response) => shard.encoder.encode(
+                &mut outbox,
+                request.response(ErrorCode::Ok),
+                &response.header,
+                &response.payload,
+            ),
+            Err(refusal) => {
+                shard
+                    .encoder
+                    .encode_error(&mut outbox, *request, refusal.code, &refusal.message)
+            }
+        };
+        if let Err(error) = encoded {
+            // Too large for a frame, or a header that does not fit its opcode: a bug or a
+            // limit, answered as such rather than dropped.
+            tracing::warn!(%error, opcode = request.opcode_number(), "could not encode a response");
+            let _ = shard.encoder.encode_error(
+                &mut outbox,
+                *request,
+                ErrorCode::Internal,
+                &format!("the response could not be encoded: {error}"),
+            );
+        }
+        drop(outbox);
+        self.outbox_changed.notify();
+    }
+
+    fn break_with(&self, shard: &Shard, error: &WireError) {
+        let code = error.error_code();
+        let _ = shard.encoder.encode_error(
+            &mut self.outbox.borrow_mut(),
+            Envelope::connection_error(code),
+            code,
+            &error.to_string(),
+        );
+        self.broken.set(true);
+        self.outbox_changed.notify();
+    }
+}
+
+/// Serves one accepted connection until it ends (see the module docs).
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    let _counted = shard.connection_opened();
+    let peer = stream.peer_addr().ok();
+    let _ = stream.set_nodelay(true);
+    let connection = Rc::new(Connection {
+        key: ConnectionKey {
+            shard: shard.id.0,
+            serial: shard.next_connection_serial(),
+        },
+        peer,
+        outbox: RefCell::new(BytesMut::new()),
+        outbox_changed: Signal::default(),
+        in_flight: Cell::new(0),
+        in_flight_changed: Signal::default(),
+        reading_done: Cell::new(false),
+        broken: Cell::new(false),
+        heartbeated: Cell::new(false),
+    });
+    tracing::debug!(?peer, shard = shard.id.0, "connection opened");
+    let (reader, writer) = futures_lite::io::split(stream);
+    let writer = glommio::spawn_local(write_answers(connection.clone(), writer));
+    let stream = read_requests(&shard, &connection, reader).await;
+    connection.reading_done.set(true);
+    connection.outbox_changed.notify();
+    // Every request finishes (answered if the socket still takes it) before the socket goes.
+    while connection.in_flight.get() > 0 {
+        connection.in_flight_changed.changed().await;
+    }
+    connection.outbox_changed.notify();
+    // Dropping both halves closes the socket.
+    drop(writer.await);
+    drop(stream);
+    if connection.heartbeated.get() {
+        let key = connection.key;
+        shard.post_to(spillway_wire::ShardId(0), move |shard| async move {
+            crate::handlers::clients::connection_closed(&shard, key);
+        });
+    }
+    tracing::debug!(?peer, shard = shard.id.0, "connection closed");
+}
+
+/// Reads and dispatches frames until the peer closes, the stream breaks, or shutdown.
+async fn read_requests(
+    shard: &Rc<Shard>,
+    connection: &Rc<Connection>,
+    mut reader: ReadHalf<TcpStream>,
+) -> ReadHalf<TcpStream> {
+    let decoder = FrameDecoder::with_max_frame_bytes(shard.config.limits.max_frame_bytes);
+    let limit = shard.config.limits.max_in_flight_requests_per_connection;
+    let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    loop {
+        // Decode everything already read before reading more.
+        loop {
+            if connection.in_flight.get() >= limit {
+                connection.in_flight_changed.changed().await;
+                continue;
+            }
+            match decoder.decode(&mut input) {
+                Ok(Some(frame)) => start_request(shard, connection, frame),
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::warn!(peer = ?connection.peer, %error, "unreadable stream, closing the connection");
+                    connection.break_with(shard, &error);
+                    return reader;
+                }
+            }
+        }
+        if shard.is_shutting_down() || connection.broken.get() {
+            return reader;
+        }
+        input.reserve(READ_CHUNK_BYTES);
+        let read = {
+            let spare = input.spare_capacity_mut();
+            // SAFETY: the bytes are only read after `read` reports them written, and
+            // `set_len` below covers exactly those.
+            let spare = unsafe {
+                std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<u8>(), spare.len())
+            };
+            let shutdown = async {
+                shard.shutdown.changed().await;
+                Ok(usize::MAX)
+            };
+            futures_lite::future::or(reader.read(spare), shutdown).await
+        };
+        match read {
+            Ok(0) => {
+                tracing::debug!(peer = ?connection.peer, "connection closed by peer");
+                return reader;
+            }
+            Ok(usize::MAX) => return reader,
+            Ok(read) => {
+                // SAFETY: `read` bytes of the spare capacity were just written by the socket.
+                unsafe { input.set_len(input.len() + read) };
+            }
+            Err(error) => {
+                tracing::debug!(peer = ?connection.peer, %error, "connection read failed");
+                return reader;
+            }
+        }
+    }
+}
+
+/// Runs one request as its own task, counted on the connection and the shard.
+fn start_request(shard: &Rc<Shard>, connection: &Rc<Connection>, frame: Frame) {
+    if frame.kind() == FrameKind::Response {
+        tracing::debug!(
+            opcode = frame.envelope().opcode_number(),
+            "ignoring a response frame sent to the broker"
+        );
+        return;
+    }
+    connection.in_flight.set(connection.in_flight.get() + 1);
+    let shard_guard = shard.request_started();
+    let shard = shard.clone();
+    let connection = connection.clone();
+    glommio::spawn_local(async move {
+        dispatch::dispatch(&shard, &connection, frame).await;
+        connection.in_flight.set(connection.in_flight.get() - 1);
+        connection.in_flight_changed.notify();
+        drop(shard_guard);
+    })
+    .detach();
+}
+
+/// Writes the outbox whenever it holds something; returns the write half once reading is
+/// over and everything is written, or `None` if the socket failed.
+async fn write_answers(
+    connection: Rc<Connection>,
+    mut writer: WriteHalf<TcpStream>,
+) -> Option<WriteHalf<TcpStream>> {
+    loop {
+        let pending = connection.outbox.borrow_mut().split();
+        if pending.is_empty() {
+            let finished = connection.reading_done.get() && connection.in_flight.get() == 0;
+            if finished || connection.broken.get() {
+                let _ = writer.flush().await;
+                return Some(writer);
+            }
+            connection.outbox_changed.changed().await;
+            continue;
+        }
+        if let Err(error) = writer.write_all(&pending).await {
+            tracing::debug!(peer = ?connection.peer, %error, "connection write failed");
+            return None;
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Topic administration on a running broker: a created topic is served at once on both
+//! shards, listed, published to the name server and kept over a restart; creating it twice
+//! is refused; a deleted topic is neither served, listed nor routed; with
+//! `auto_create_topics` a produce to an unknown topic creates it.
+
+use spillway_tests::{route_is_gone, Broker, BrokerConfigBuilder, NameServer, WireClient};
+use spillway_wire::message::{
+    CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest, DeleteTopicResponse,
+    ListTopicsRequest, ListTopicsResponse, ShardLayout, TopicConfig,
+};
+use spillway_wire::ErrorCode;
+
+fn create(client: &mut WireClient, topic: &str, queue_count: u32) -> Result<(), ErrorCode> {
+    let request = CreateTopicRequest {
+        config: TopicConfig {
+            topic: topic.into(),
+            queue_count,
+            shard_layout: ShardLayout::RoundRobin,
+        },
+    };
+    client
+        .call::<_, CreateTopicResponse>(&request, &[])
+        .map(drop)
+        .map_err(|(code, _)| code)
+}
+
+fn listed(client: &mut WireClient) -> Vec<(String, u32)> {
+    let (response, _) = client
+        .call::<_, ListTopicsResponse>(&ListTopicsRequest {}, &[])
+        .unwrap();
+    let mut topics: Vec<(String, u32)> = response
+        .topics
+        .into_iter()
+        .map(|topic| (topic.topic, topic.queue_count))
+        .collect();
+    topics.sort();
+    topics
+}
+
+/// Produces one message to every queue of `topic` and reads each back.
+fn assert_serves(client: &mut WireClient, topic: &str, queue_count: u32, broker: &Broker) {
+    for queue in 0..queue_count {
+        let body = format!("{topic} {queue}");
+        let offset = client
+            .produce(topic, queue, &[("", body.as_bytes())])
+            .unwrap_or_else(|code| panic!("{topic}/{queue}: {code:?}\n{}", broker.log_tail()));
+        let (_, messages) = client.pull(topic, queue, offset, 1, 0, "").unwrap();
+        assert_eq!(messages[0].body, body.as_bytes(), "{topic}/{queue}");
+    }
+}
+
+#[test]
+fn created_topic_is_served_listed_routed_and_kept_over_a_restart() {
+    let name_server = NameServer::start(&[]);
+    let mut broker = BrokerConfigBuilder::new(&[name_server.address()])
+        .topic("configured", 2)
+        .start();
+    let mut client = broker.connect();
+
+    create(&mut client, "created", 4).unwrap();
+    assert_eq!(
+        create(&mut client, "created", 4),
+        Err(ErrorCode::TopicExists)
+    );
+    assert_eq!(
+        create(&mut client, "configured", 2),
+        Err(ErrorCode::TopicExists)
+    );
+    assert_eq!(
+        create(&mut client, "no queues", 0),
+        Err(ErrorCode::InvalidArgument)
+    );
+    assert_serves(&mut client, "created", 4, &broker);
+    assert_eq!(
+        listed(&mut client),
+        [("configured".to_owned(), 2), ("created".to_owned(), 4)]
+    );
+    let route = name_server
+        .wait_for_route("created", "the created topic's route", Result::is_ok)
+        .unwrap();
+    assert_eq!(route.brokers[0].queue_count, 4);
+
+    broker.restart();
+    let mut client = broker.connect();
+    assert_eq!(
+        listed(&mut client),
+        [("configured".to_owned(), 2), ("created".to_owned(), 4)]
+    );
+    assert_eq!(client.queue_offsets("created", 3).unwrap(), (0, 1));
+    assert_serves(&mut client, "created", 4, &broker);
+}
+
+#[test]
+fn deleted_topic_is_no_longer_served_listed_or_routed() {
+    let name_server = NameServer::start(&[]);
+    let broker = BrokerConfigBuilder::new(&[name_server.address()])
+        .topic("kept", 1)
+        .start();
+    let mut client = broker.connect();
+    create(&mut client, "doomed", 2).unwrap();
+    assert_serves(&mut client, "doomed", 2, &broker);
+    name_server
+        .wait_for_route("doomed", "the doomed topic's route", Result::is_ok)
+        .unwrap();
+
+    client
+        .call::<_, DeleteTopicResponse>(
+            &DeleteTopicRequest {
+                topic: "doomed".into(),
+            },
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        client.produce("doomed", 0, &[("", b"late")]),
+        Err(ErrorCode::TopicNotFound)
+    );
+    assert_eq!(
+        client.pull("doomed", 1, 0, 1, 0, "").unwrap_err().0,
+        ErrorCode::TopicNotFound
+    );
+    assert_eq!(listed(&mut client), [("kept".to_owned(), 1)]);
+    name_server.wait_until_route_is_gone("doomed", "the deleted topic's route to go");
+    assert!(!route_is_gone(&name_server.connect().topic_route("kept")));
+    let refused = client
+        .call::<_, DeleteTopicResponse>(
+            &DeleteTopicRequest {
+                topic: "doomed".into(),
+            },
+            &[],
+        )
+        .unwrap_err();
+    assert_eq!(refused.0, ErrorCode::TopicNotFound, "{}", refused.1);
+    assert_serves(&mut client, "kept", 1, &broker);
+}
+
+#[test]
+fn produce_to_an_unknown_topic_creates_it_when_auto_create_is_on() {
+    let name_server = NameServer::start(&[]);
+    let broker = BrokerConfigBuilder::new(&[name_server.address()])
+        .auto_create_topics(true)
+        .set("auto_create_queues", 3)
+        .start();
+    let mut client = broker.connect();
+    assert_eq!(client.produce("appeared", 2, &[("", b"first")]), Ok(0));
+    assert_eq!(listed(&mut client), [("appeared".to_owned(), 3)]);
+    assert_serves(&mut client, "appeared", 3, &broker);
+    assert_eq!(
+        client.produce("appeared", 3, &[("", b"no such queue")]),
+        Err(ErrorCode::QueueNotFound)
+    );
+    name_server
+        .wait_for_route("appeared", "the auto-created topic's route", Result::is_ok)
+        .unwrap();
+}
