@@ -6,6 +6,12 @@
 //!   gets to the raw sequential write speed of the disk under DIR, for 100-byte and 1 KiB
 //!   message bodies, with sync and async flush; medians over rounds.
 //!
+//! Hidden subcommands, which the local cluster (`spillway_perf::local_cluster`) runs as
+//! child processes of this same binary:
+//!
+//! * `serve-broker --config FILE`: a broker, as `spillway-broker --config FILE`;
+//! * `serve-nameserver [--listen ADDR] ...`: a name server, as `spillway-nameserver`.
+//!
 //! Results go to stdout (a table, or exactly one JSON object with `--json`); logs and errors
 //! go to stderr (`RUST_LOG` sets the level, default `info`). The binary talks to the storage
 //! engine directly; it knows nothing about brokers or the wire.
@@ -27,6 +33,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use spillway_perf::serve::{self, ServeBrokerArguments, ServeNameServerArguments};
+
 use crate::error::PerfError;
 
 /// Spillway's load generator and benchmarks.
@@ -41,6 +49,12 @@ struct Cli {
 enum Command {
     /// Measure the storage engine against raw O_DIRECT sequential writes on one disk.
     Storage(StorageArgs),
+    /// Run a broker from a config file, as `spillway-broker` (for the local cluster).
+    #[command(hide = true)]
+    ServeBroker(ServeBrokerArguments),
+    /// Run a name server, as `spillway-nameserver` (for the local cluster).
+    #[command(hide = true)]
+    ServeNameserver(ServeNameServerArguments),
 }
 
 #[derive(Debug, clap::Args)]
@@ -71,7 +85,13 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
-    match run(cli) {
+    let result = match cli.command {
+        Command::Storage(args) => run_storage(args),
+        // The servers' own exit statuses (2: refused config, 1: failure).
+        Command::ServeBroker(arguments) => return serve::serve_broker(&arguments),
+        Command::ServeNameserver(arguments) => return serve::serve_name_server(&arguments),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             let mut message = format!("spillway-perf: error: {error}");
@@ -90,25 +110,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<(), PerfError> {
-    match cli.command {
-        Command::Storage(args) => {
-            let report = storage_bench::run(&args.dir, args.bytes, args.rounds)?;
-            let output = if args.json {
-                let mut json = report.to_json().map_err(|error| {
-                    PerfError::io("serializing the report", "<stdout>", error.into())
-                })?;
-                json.push('\n');
-                json
-            } else {
-                report.to_table()
-            };
-            std::io::stdout()
-                .lock()
-                .write_all(output.as_bytes())
-                .map_err(|source| PerfError::io("writing the report to", "<stdout>", source))
-        }
-    }
+fn run_storage(args: StorageArgs) -> Result<(), PerfError> {
+    let report = storage_bench::run(&args.dir, args.bytes, args.rounds)?;
+    let output = if args.json {
+        let mut json = report
+            .to_json()
+            .map_err(|error| PerfError::io("serializing the report", "<stdout>", error.into()))?;
+        json.push('\n');
+        json
+    } else {
+        report.to_table()
+    };
+    std::io::stdout()
+        .lock()
+        .write_all(output.as_bytes())
+        .map_err(|source| PerfError::io("writing the report to", "<stdout>", source))
 }
 
 #[cfg(test)]
@@ -118,8 +134,10 @@ mod tests {
     fn storage_args(extra: &[&str]) -> Result<StorageArgs, clap::Error> {
         let base = ["spillway-perf", "storage", "--dir", "/data"];
         let cli = Cli::try_parse_from(base.iter().chain(extra))?;
-        let Command::Storage(args) = cli.command;
-        Ok(args)
+        match cli.command {
+            Command::Storage(args) => Ok(args),
+            other => panic!("parsed as {other:?}"),
+        }
     }
 
     #[test]
@@ -133,5 +151,33 @@ mod tests {
     #[test]
     fn bytes_take_binary_suffixes() {
         assert_eq!(storage_args(&["--bytes", "1G"]).unwrap().bytes, 1 << 30);
+    }
+
+    #[test]
+    fn serve_subcommands_parse_and_stay_out_of_the_help() {
+        let cli = Cli::try_parse_from(["spillway-perf", "serve-broker", "--config", "b.toml"]);
+        assert!(matches!(
+            cli.unwrap().command,
+            Command::ServeBroker(ServeBrokerArguments { config }) if config == std::path::Path::new("b.toml")
+        ));
+        let cli = Cli::try_parse_from([
+            "spillway-perf",
+            "serve-nameserver",
+            "--listen",
+            "127.0.0.1:0",
+            "--scan-interval-ms",
+            "10",
+        ]);
+        let Command::ServeNameserver(arguments) = cli.unwrap().command else {
+            panic!("not serve-nameserver");
+        };
+        assert_eq!(arguments.listen, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(arguments.scan_interval_ms, Some(10));
+        assert_eq!(arguments.broker_timeout_ms, None);
+        let help = <Cli as clap::CommandFactory>::command()
+            .render_help()
+            .to_string();
+        assert!(help.contains("storage"), "{help}");
+        assert!(!help.contains("serve-"), "{help}");
     }
 }
