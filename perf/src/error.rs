@@ -11,6 +11,9 @@ use spillway_storage::StorageError;
 /// Errors of `spillway-perf`.
 #[derive(Debug, thiserror::Error)]
 pub enum PerfError {
+    /// A load run (quickstart, produce, consume, e2e, verify) failed.
+    #[error(transparent)]
+    Load(#[from] spillway_perf::LoadError),
     /// An I/O call failed.
     #[error("{operation} {path}: {source}")]
     Io {

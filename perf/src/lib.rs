@@ -13,11 +13,13 @@
 //! * [`verification`]: what `verify --ledger` checks: lost, duplicated, corrupted, out of
 //!   order.
 //!
+//! * [`drivers`]: producing and consuming through the client library (`produce`,
+//!   `consume`, `e2e`, `verify`, `quickstart`), so the figures are what applications get.
+//!
 //! The storage benchmark (`spillway-perf storage`) lives in the binary's own modules and
-//! talks to the storage engine directly. Nothing here speaks to a broker beyond starting
-//! one and asking the name server for a route; producing and consuming belong to the
-//! drivers, which use the client library.
+//! talks to the storage engine directly.
 
+pub mod drivers;
 pub mod ledger;
 pub mod load_error;
 pub mod local_cluster;

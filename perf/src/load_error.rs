@@ -106,6 +106,12 @@ pub enum LoadError {
         /// what went wrong
         reason: String,
     },
+    /// The client library refused or failed (creating a producer, a consumer, a topic).
+    #[error("client: {0}")]
+    Client(#[source] spillway_client::ClientError),
+    /// A load run could not go on.
+    #[error("{0}")]
+    Failed(String),
     /// A report could not be serialized.
     #[error("serializing {what}: {reason}")]
     Serialize {
@@ -117,6 +123,11 @@ pub enum LoadError {
 }
 
 impl LoadError {
+    /// A client library error.
+    pub fn client(error: spillway_client::ClientError) -> LoadError {
+        LoadError::Client(error)
+    }
+
     /// Wraps an I/O error with what we were doing and where.
     pub fn io(operation: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         LoadError::Io {

@@ -33,6 +33,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use spillway_perf::drivers::commands;
 use spillway_perf::serve::{self, ServeBrokerArguments, ServeNameServerArguments};
 
 use crate::error::PerfError;
@@ -47,6 +48,18 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Start a local name server and broker, run 10 seconds of producing and consuming,
+    /// print the summary, stop everything and clean up.
+    Quickstart(commands::QuickstartArgs),
+    /// Produce messages (to a local cluster without --name-server).
+    Produce(commands::ProduceArgs),
+    /// Consume a topic (from the earliest or latest offsets).
+    Consume(commands::ConsumeArgs),
+    /// Produce and consume at once; end-to-end latency from send to receipt.
+    E2e(commands::EndToEndArgs),
+    /// Read a topic from the beginning and check it against a `produce --ledger` file;
+    /// exits 1 if anything acknowledged is lost, duplicated, corrupted or out of order.
+    Verify(commands::VerifyArgs),
     /// Measure the storage engine against raw O_DIRECT sequential writes on one disk.
     Storage(StorageArgs),
     /// Run a broker from a config file, as `spillway-broker` (for the local cluster).
@@ -86,6 +99,15 @@ fn main() -> ExitCode {
         .init();
 
     let result = match cli.command {
+        Command::Quickstart(args) => commands::quickstart(&args).map_err(PerfError::from),
+        Command::Produce(args) => commands::produce(&args).map_err(PerfError::from),
+        Command::Consume(args) => commands::consume(&args).map_err(PerfError::from),
+        Command::E2e(args) => commands::end_to_end(&args).map_err(PerfError::from),
+        Command::Verify(args) => match commands::verify(&args) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(error) => Err(PerfError::from(error)),
+        },
         Command::Storage(args) => run_storage(args),
         // The servers' own exit statuses (2: refused config, 1: failure).
         Command::ServeBroker(arguments) => return serve::serve_broker(&arguments),

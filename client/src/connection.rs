@@ -1,0 +1,727 @@
+//! One TCP connection to a broker or name server, shared by every producer, consumer and
+//! admin handle of a client, with many requests in flight matched by request id; and the
+//! [`ConnectionPool`] that keeps one per address and replaces a broken one on next use.
+//!
+//! # Shape
+//!
+//! Two plain threads per connection and std blocking sockets, so the client imposes no
+//! runtime: the *writer* connects (callers never block on a connect), then takes encoded
+//! frames from a channel and writes everything queued in one vectored write (a burst of
+//! requests costs one syscall); the *reader* decodes responses and completes each
+//! request's [`Reply`]: a `flume::bounded(1)` oneshot that a blocking caller `recv`s and
+//! an async caller `recv_async`s, or a callback (the producer's sender thread uses one to
+//! hear about its requests on its own event channel).
+//!
+//! Frames are encoded on the caller's thread ([`Connection::send`]), so header encoding
+//! and the frame CRC spread over the callers; the writer only writes.
+//!
+//! # Failure
+//!
+//! A socket error, an unreadable stream, a connection-level error frame from the peer, or
+//! a request past its deadline breaks the connection: every request pending on it fails
+//! at once with a typed error (the timed-out one with [`ClientError::Timeout`], the others
+//! with [`ClientError::Disconnected`]), the socket is shut down, and the pool opens a new
+//! connection on next use. A request is answered exactly once: either
+//! [`Connection::send`] returns an error and never calls its reply, or the reply is
+//! called once, with the answer or the failure.
+//!
+//! # Limits
+//!
+//! Requests in flight per connection ([`Budget`] permits: callers wait, blocking or async,
+//! when full), the frame size (encoder and decoder), frames and bytes per write.
+
+use std::collections::HashMap;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use spillway_wire::{
+    Envelope, ErrorCode, Frame, FrameDecoder, FrameEncoder, FrameKind, RequestId, WireHeader,
+};
+
+use crate::budget::{Budget, Permit};
+use crate::error::{ClientError, Result};
+
+/// How often the reader looks for requests past their deadline.
+pub const DEADLINE_SCAN_INTERVAL: Duration = Duration::from_millis(50);
+/// Bytes the reader asks the socket for at least, per read.
+pub const MIN_READ_BYTES: usize = 64 << 10;
+/// Bytes the reader asks the socket for at most, per read (a larger frame takes several).
+pub const MAX_READ_BYTES: usize = 4 << 20;
+/// Frames the writer gathers into one vectored write at most.
+pub const MAX_WRITE_FRAMES: usize = 256;
+/// Bytes the writer gathers into one vectored write, beyond which it writes what it has.
+pub const MAX_WRITE_BYTES: usize = 16 << 20;
+
+/// What a connection needs to know of the client's configuration.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConnectionSettings {
+    pub(crate) connect_timeout: Duration,
+    pub(crate) max_frame_bytes: usize,
+    pub(crate) max_in_flight_requests: usize,
+}
+
+/// A callback completing a request, run on the connection's reader thread (or on the
+/// thread that breaks the connection): it must be quick and must not block.
+pub(crate) type ReplyCallback = Box<dyn FnOnce(Result<Frame>) + Send>;
+
+/// How a request's answer reaches its caller.
+pub(crate) enum Reply {
+    /// A oneshot channel (`flume::bounded(1)`): the caller waits with `recv` or
+    /// `recv_async`.
+    Oneshot(flume::Sender<Result<Frame>>),
+    /// A callback, for callers that gather answers on their own channel.
+    Callback(ReplyCallback),
+}
+
+impl Reply {
+    fn complete(self, result: Result<Frame>) {
+        match self {
+            // The caller may have given up waiting (dropped its future): nothing to do.
+            Reply::Oneshot(sender) => drop(sender.send(result)),
+            Reply::Callback(callback) => callback(result),
+        }
+    }
+}
+
+/// A request waiting for its answer.
+struct Pending {
+    deadline: Instant,
+    timeout: Duration,
+    reply: Reply,
+    /// Its place among the connection's requests in flight, given back with the answer.
+    _permit: Permit,
+}
+
+/// The requests in flight, and why the connection broke once it has.
+#[derive(Default)]
+struct PendingTable {
+    requests: HashMap<u64, Pending>,
+    failure: Option<ClientError>,
+}
+
+/// What the caller side, the writer and the reader share.
+struct Shared {
+    address: Arc<str>,
+    table: Mutex<PendingTable>,
+    broken: AtomicBool,
+    /// A handle on the socket once connected, so any thread can shut it down.
+    socket: Mutex<Option<TcpStream>>,
+}
+
+impl Shared {
+    fn table(&self) -> std::sync::MutexGuard<'_, PendingTable> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Breaks the connection: later sends fail with `error`, every pending request is
+    /// failed with it, and the socket is shut down (which stops the reader and writer).
+    fn fail_all(&self, error: ClientError) {
+        let pending: Vec<Pending> = {
+            let mut table = self.table();
+            if table.failure.is_none() {
+                table.failure = Some(error.clone());
+            }
+            self.broken.store(true, Ordering::SeqCst);
+            table.requests.drain().map(|(_, pending)| pending).collect()
+        };
+        if let Some(socket) = self
+            .socket
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+        if !pending.is_empty() {
+            tracing::debug!(address = %self.address, %error, failed = pending.len(), "connection broken");
+        }
+        for request in pending {
+            request.reply.complete(Err(error.clone()));
+        }
+    }
+
+    /// Completes request `id` (if still pending: a late answer to a timed-out request is
+    /// dropped).
+    fn complete(&self, id: u64, result: Result<Frame>) {
+        let pending = self.table().requests.remove(&id);
+        if let Some(pending) = pending {
+            pending.reply.complete(result);
+        }
+    }
+
+    /// Fails the requests past their deadline with [`ClientError::Timeout`], then breaks
+    /// the connection: a peer that does not answer in time is not trusted with more.
+    fn expire(&self, now: Instant) {
+        let expired: Vec<Pending> = {
+            let mut table = self.table();
+            let ids: Vec<u64> = table
+                .requests
+                .iter()
+                .filter(|(_, pending)| pending.deadline <= now)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter()
+                .filter_map(|id| table.requests.remove(id))
+                .collect()
+        };
+        let Some(first) = expired.first() else {
+            return;
+        };
+        let timeout = first.timeout;
+        for request in expired {
+            let error = ClientError::Timeout {
+                address: self.address.to_string(),
+                timeout: request.timeout,
+            };
+            request.reply.complete(Err(error));
+        }
+        self.fail_all(ClientError::Disconnected {
+            address: self.address.to_string(),
+            reason: format!("closed after a request got no answer within {timeout:?}"),
+        });
+    }
+}
+
+/// An encoded frame on its way to the writer: the fixed part and header, and the payload
+/// (empty for most requests), written one after the other.
+struct Outgoing {
+    head: Bytes,
+    payload: Bytes,
+}
+
+/// One connection to one address (see the module docs).
+pub(crate) struct Connection {
+    shared: Arc<Shared>,
+    outgoing: flume::Sender<Outgoing>,
+    permits: Arc<Budget>,
+    next_request_id: AtomicU64,
+    encoder: FrameEncoder,
+}
+
+impl Connection {
+    /// Starts connecting to `address` (`host:port`) on a new writer thread and returns at
+    /// once; requests sent meanwhile go out once connected (or fail if it cannot connect).
+    pub(crate) fn open(address: &str, settings: ConnectionSettings) -> Arc<Connection> {
+        let shared = Arc::new(Shared {
+            address: Arc::from(address),
+            table: Mutex::new(PendingTable::default()),
+            broken: AtomicBool::new(false),
+            socket: Mutex::new(None),
+        });
+        let (outgoing, frames) = flume::unbounded();
+        let connection = Arc::new(Connection {
+            shared: shared.clone(),
+            outgoing,
+            permits: Arc::new(Budget::new(settings.max_in_flight_requests)),
+            next_request_id: AtomicU64::new(1),
+            encoder: FrameEncoder::with_max_frame_bytes(settings.max_frame_bytes),
+        });
+        let spawned = std::thread::Builder::new()
+            .name(format!("spillway-write {address}"))
+            .spawn({
+                let shared = shared.clone();
+                move || run_writer(shared, frames, settings)
+            });
+        if let Err(error) = spawned {
+            shared.fail_all(ClientError::io(address, error));
+        }
+        connection
+    }
+
+    /// The peer's address as configured.
+    pub(crate) fn address(&self) -> &str {
+        &self.shared.address
+    }
+
+    /// Whether the connection has broken (a new one is needed).
+    pub(crate) fn is_broken(&self) -> bool {
+        self.shared.broken.load(Ordering::SeqCst)
+    }
+
+    /// A place among the requests in flight, if one is free now.
+    pub(crate) fn try_permit(&self) -> Option<Permit> {
+        Permit::try_take(&self.permits, 1)
+    }
+
+    /// A place among the requests in flight, waiting (as a future) for one.
+    pub(crate) async fn permit(&self) -> Permit {
+        Permit::take(&self.permits, 1).await
+    }
+
+    /// Encodes a request on this thread and queues it for the writer; `reply` gets the
+    /// answer (or the failure) once. Returns an error, without calling `reply`, if the
+    /// request cannot be encoded or the connection has already broken.
+    pub(crate) fn send<H: WireHeader>(
+        &self,
+        header: &H,
+        payload: Bytes,
+        timeout: Duration,
+        reply: Reply,
+        permit: Permit,
+    ) -> Result<()> {
+        let id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+        let mut head = BytesMut::new();
+        self.encoder.encode_head(
+            &mut head,
+            Envelope::request(H::OPCODE, RequestId(id)),
+            header,
+            &payload,
+        )?;
+        {
+            let mut table = self.shared.table();
+            if let Some(failure) = &table.failure {
+                return Err(failure.clone());
+            }
+            table.requests.insert(
+                id,
+                Pending {
+                    deadline: Instant::now() + timeout,
+                    timeout,
+                    reply,
+                    _permit: permit,
+                },
+            );
+        }
+        let frame = Outgoing {
+            head: head.freeze(),
+            payload,
+        };
+        if self.outgoing.send(frame).is_err() {
+            // The writer is gone: it broke the connection first, which failed (and
+            // answered) every pending request, or it has not yet.
+            let pending = self.shared.table().requests.remove(&id);
+            if pending.is_some() {
+                return Err(self.failure());
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a request and waits (as a future) for its answer frame, which may be an error
+    /// response: see [`check_response`].
+    pub(crate) async fn call<H: WireHeader + Sync>(
+        &self,
+        header: &H,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Frame> {
+        let permit = self.permit().await;
+        let (reply, answer) = flume::bounded(1);
+        self.send(header, payload, timeout, Reply::Oneshot(reply), permit)?;
+        answer
+            .recv_async()
+            .await
+            .map_err(|_| ClientError::Disconnected {
+                address: self.address().to_owned(),
+                reason: "the connection dropped the request".into(),
+            })?
+    }
+
+    fn failure(&self) -> ClientError {
+        self.shared
+            .table()
+            .failure
+            .clone()
+            .unwrap_or_else(|| ClientError::Disconnected {
+                address: self.address().to_owned(),
+                reason: "the connection's writer stopped".into(),
+            })
+    }
+}
+
+/// Checks a response frame's error code: `Ok` if the request succeeded, else the peer's
+/// refusal as a [`ClientError`] (prefixed with `what` and the address).
+pub(crate) fn check_response(frame: &Frame, address: &str, what: &str) -> Result<()> {
+    let detail = || {
+        let message = frame
+            .error_detail()
+            .map(|detail| detail.message.to_string())
+            .unwrap_or_else(|error| format!("(undecodable error detail: {error})"));
+        format!("{what} at {address}: {message}")
+    };
+    match frame.error_code() {
+        Ok(ErrorCode::Ok) => Ok(()),
+        Ok(code) => Err(ClientError::Broker {
+            code,
+            message: detail(),
+        }),
+        Err(unknown) => Err(ClientError::UnknownErrorCode {
+            code: unknown.0,
+            message: detail(),
+        }),
+    }
+}
+
+/// Checks a response and deserializes its `R` header.
+pub(crate) fn decode_response<R: WireHeader>(
+    frame: &Frame,
+    address: &str,
+    what: &str,
+) -> Result<R> {
+    check_response(frame, address, what)?;
+    Ok(frame.deserialize_header::<R>()?)
+}
+
+/// Keeps one connection per address; a broken one is replaced on next use.
+pub(crate) struct ConnectionPool {
+    settings: ConnectionSettings,
+    connections: Mutex<HashMap<String, Arc<Connection>>>,
+}
+
+impl ConnectionPool {
+    pub(crate) fn new(settings: ConnectionSettings) -> ConnectionPool {
+        ConnectionPool {
+            settings,
+            connections: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The connection to `address`, opening a new one if there is none or it broke. Never
+    /// blocks on the network.
+    pub(crate) fn get(&self, address: &str) -> Arc<Connection> {
+        let mut connections = self
+            .connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(connection) = connections.get(address) {
+            if !connection.is_broken() {
+                return connection.clone();
+            }
+        }
+        let connection = Connection::open(address, self.settings);
+        connections.insert(address.to_owned(), connection.clone());
+        connection
+    }
+}
+
+/// Resolves `address` and connects to the first resolved address that answers.
+fn connect(address: &str, timeout: Duration) -> io::Result<TcpStream> {
+    let mut last_error = io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{address} resolves to no address"),
+    );
+    for resolved in address.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&resolved, timeout) {
+            Ok(stream) => return Ok(stream),
+            Err(error) => last_error = error,
+        }
+    }
+    Err(last_error)
+}
+
+/// The writer thread: connect, start the reader, then write queued frames in bursts until
+/// the connection breaks or every handle on it is gone.
+fn run_writer(
+    shared: Arc<Shared>,
+    frames: flume::Receiver<Outgoing>,
+    settings: ConnectionSettings,
+) {
+    let address = shared.address.clone();
+    let connected = connect(&address, settings.connect_timeout).and_then(|stream| {
+        stream.set_nodelay(true)?;
+        let reader = stream.try_clone()?;
+        let for_shutdown = stream.try_clone()?;
+        Ok((stream, reader, for_shutdown))
+    });
+    let (mut stream, reader, for_shutdown) = match connected {
+        Ok(streams) => streams,
+        Err(error) => {
+            shared.fail_all(ClientError::io(&address, error));
+            return;
+        }
+    };
+    *shared.socket.lock().unwrap_or_else(PoisonError::into_inner) = Some(for_shutdown);
+    if shared.broken.load(Ordering::SeqCst) {
+        // Broken (or dropped) while connecting.
+        let _ = stream.shutdown(Shutdown::Both);
+        return;
+    }
+    let decoder = FrameDecoder::with_max_frame_bytes(settings.max_frame_bytes);
+    let spawned = std::thread::Builder::new()
+        .name(format!("spillway-read {address}"))
+        .spawn({
+            let shared = shared.clone();
+            move || run_reader(shared, reader, decoder)
+        });
+    if let Err(error) = spawned {
+        shared.fail_all(ClientError::io(&address, error));
+        return;
+    }
+    tracing::debug!(%address, "connected");
+
+    let mut burst: Vec<Outgoing> = Vec::with_capacity(MAX_WRITE_FRAMES);
+    loop {
+        let Ok(first) = frames.recv() else {
+            // Every handle is gone: close.
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        };
+        let mut burst_bytes = first.head.len() + first.payload.len();
+        burst.push(first);
+        while burst.len() < MAX_WRITE_FRAMES && burst_bytes < MAX_WRITE_BYTES {
+            match frames.try_recv() {
+                Ok(frame) => {
+                    burst_bytes += frame.head.len() + frame.payload.len();
+                    burst.push(frame);
+                }
+                Err(_) => break,
+            }
+        }
+        if shared.broken.load(Ordering::SeqCst) {
+            return;
+        }
+        if let Err(error) = write_burst(&mut stream, &burst) {
+            shared.fail_all(ClientError::io(&address, error));
+            return;
+        }
+        burst.clear();
+    }
+}
+
+/// Writes every frame of `burst`, heads and payloads, with as few vectored writes as the
+/// socket allows.
+fn write_burst(stream: &mut TcpStream, burst: &[Outgoing]) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(burst.len() * 2);
+    for frame in burst {
+        slices.push(IoSlice::new(&frame.head));
+        if !frame.payload.is_empty() {
+            slices.push(IoSlice::new(&frame.payload));
+        }
+    }
+    let mut remaining = &mut slices[..];
+    while !remaining.is_empty() {
+        match stream.write_vectored(remaining) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => IoSlice::advance_slices(&mut remaining, written),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+/// The reader thread: decode answers and complete their requests; look for expired
+/// requests every [`DEADLINE_SCAN_INTERVAL`].
+fn run_reader(shared: Arc<Shared>, mut stream: TcpStream, decoder: FrameDecoder) {
+    let address = shared.address.clone();
+    if let Err(error) = stream.set_read_timeout(Some(DEADLINE_SCAN_INTERVAL)) {
+        shared.fail_all(ClientError::io(&address, error));
+        return;
+    }
+    let mut input = BytesMut::with_capacity(MIN_READ_BYTES);
+    let mut next_scan = Instant::now() + DEADLINE_SCAN_INTERVAL;
+    loop {
+        loop {
+            match decoder.decode(&mut input) {
+                Ok(Some(frame)) => {
+                    if !handle_frame(&shared, frame) {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::warn!(%address, %error, "unreadable stream from the peer");
+                    shared.fail_all(ClientError::Disconnected {
+                        address: address.to_string(),
+                        reason: format!("unreadable stream: {error}"),
+                    });
+                    return;
+                }
+            }
+        }
+        if shared.broken.load(Ordering::SeqCst) {
+            return;
+        }
+        let start = input.len();
+        // The decoder reserved room for the whole frame once it knew its length.
+        let room = (input.capacity() - start).clamp(MIN_READ_BYTES, MAX_READ_BYTES);
+        input.resize(start + room, 0);
+        let read = stream.read(&mut input[start..]);
+        let read_bytes = *read.as_ref().unwrap_or(&0);
+        input.truncate(start + read_bytes);
+        match read {
+            Ok(0) => {
+                shared.fail_all(ClientError::Disconnected {
+                    address: address.to_string(),
+                    reason: "closed by the peer".into(),
+                });
+                return;
+            }
+            Ok(_) => {}
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(error) => {
+                shared.fail_all(ClientError::io(&address, error));
+                return;
+            }
+        }
+        let now = Instant::now();
+        if now >= next_scan {
+            shared.expire(now);
+            next_scan = now + DEADLINE_SCAN_INTERVAL;
+        }
+    }
+}
+
+/// Completes the request a frame answers; returns `false` once the connection is broken.
+fn handle_frame(shared: &Shared, frame: Frame) -> bool {
+    if frame.kind() != FrameKind::Response {
+        tracing::debug!(address = %shared.address, kind = %frame.kind(), "ignoring a frame that is not a response");
+        return true;
+    }
+    if frame.request_id() == RequestId::NONE {
+        // A connection-level error: the peer could not read our stream and closes.
+        let error = match check_response(&frame, &shared.address, "the connection") {
+            Err(error) => error,
+            Ok(()) => ClientError::bad_response(&shared.address, "a response with request id 0"),
+        };
+        shared.fail_all(error);
+        return false;
+    }
+    shared.complete(frame.request_id().0, Ok(frame));
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spillway_wire::message::{ListTopicsRequest, ListTopicsResponse};
+    use std::net::TcpListener;
+
+    fn settings() -> ConnectionSettings {
+        ConnectionSettings {
+            connect_timeout: Duration::from_secs(5),
+            max_frame_bytes: spillway_wire::DEFAULT_MAX_FRAME_BYTES,
+            max_in_flight_requests: 16,
+        }
+    }
+
+    /// A peer that answers each request it reads with `answer(frame)`, in reverse order of
+    /// arrival per burst, so matching by id is exercised.
+    fn fake_server(answer: fn(&Frame, &mut BytesMut)) -> (String, std::thread::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let handle = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let decoder = FrameDecoder::new();
+            let mut input = BytesMut::new();
+            let mut chunk = vec![0; 1 << 16];
+            loop {
+                let read = match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(read) => read,
+                };
+                input.extend_from_slice(&chunk[..read]);
+                let mut frames = Vec::new();
+                while let Some(frame) = decoder.decode(&mut input).unwrap() {
+                    frames.push(frame);
+                }
+                let mut output = BytesMut::new();
+                for frame in frames.iter().rev() {
+                    answer(frame, &mut output);
+                }
+                if stream.write_all(&output).is_err() {
+                    return;
+                }
+            }
+        });
+        (address, handle)
+    }
+
+    fn list_topics_answer(frame: &Frame, output: &mut BytesMut) {
+        FrameEncoder::new()
+            .encode(
+                output,
+                frame.envelope().response(ErrorCode::Ok),
+                &ListTopicsResponse { topics: vec![] },
+                &[],
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn many_requests_in_flight_are_matched_by_id() {
+        let (address, _server) = fake_server(list_topics_answer);
+        let connection = Connection::open(&address, settings());
+        let answers: Vec<flume::Receiver<Result<Frame>>> = (0..10)
+            .map(|_| {
+                let (reply, answer) = flume::bounded(1);
+                let permit = connection.try_permit().unwrap();
+                connection
+                    .send(
+                        &ListTopicsRequest {},
+                        Bytes::new(),
+                        Duration::from_secs(10),
+                        Reply::Oneshot(reply),
+                        permit,
+                    )
+                    .unwrap();
+                answer
+            })
+            .collect();
+        for answer in answers {
+            let frame = answer
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap()
+                .unwrap();
+            decode_response::<ListTopicsResponse>(&frame, &address, "list").unwrap();
+        }
+        // Every permit came back with its answer.
+        assert_eq!(connection.permits.used(), 0);
+    }
+
+    #[test]
+    fn silent_peer_times_out_and_breaks_the_connection() {
+        let (address, _server) = fake_server(|_, _| {});
+        let connection = Connection::open(&address, settings());
+        let result = futures_lite::future::block_on(connection.call(
+            &ListTopicsRequest {},
+            Bytes::new(),
+            Duration::from_millis(100),
+        ));
+        assert!(
+            matches!(result, Err(ClientError::Timeout { .. })),
+            "{result:?}"
+        );
+        assert!(connection.is_broken());
+        let again = futures_lite::future::block_on(connection.call(
+            &ListTopicsRequest {},
+            Bytes::new(),
+            Duration::from_secs(1),
+        ));
+        assert!(
+            matches!(again, Err(ClientError::Disconnected { .. })),
+            "{again:?}"
+        );
+    }
+
+    #[test]
+    fn refused_connect_fails_the_pending_request_and_the_pool_reopens() {
+        // Bind then drop: nothing listens on the port.
+        let address = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .to_string();
+        let pool = ConnectionPool::new(settings());
+        let connection = pool.get(&address);
+        let result = futures_lite::future::block_on(connection.call(
+            &ListTopicsRequest {},
+            Bytes::new(),
+            Duration::from_secs(5),
+        ));
+        assert!(matches!(result, Err(ClientError::Io { .. })), "{result:?}");
+        assert!(result.unwrap_err().is_retriable());
+        assert!(connection.is_broken());
+        assert!(!Arc::ptr_eq(&connection, &pool.get(&address)));
+    }
+}

@@ -1,0 +1,267 @@
+//! The producing side of a load run: `producers` threads, each with its own
+//! [`Producer`] (its own batching and connections), each keeping a window of sends in
+//! flight, optionally held to a rate, until a message count or a duration is reached.
+//!
+//! Every message body carries its id and born time ([`crate::message_body`]), so the
+//! consuming side measures end-to-end latency and `verify` can check each one. With a
+//! ledger, every acknowledgement is written down (id, broker, queue, offset, body CRC).
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use spillway_client::{ClientConfig, Message, Producer, ProducerConfig, SendResult};
+use spillway_wire::{QueueId, QueueOffset};
+
+use crate::drivers::error_kind;
+use crate::drivers::window::Window;
+use crate::ledger::{Acknowledged, LedgerWriter};
+use crate::message_body::{body_crc, fill_body, MessageId};
+use crate::rate_limiter::RateLimiter;
+use crate::stats::{Progress, Recorder};
+use crate::LoadError;
+
+/// Acknowledgements a producer thread collects before writing them to the ledger.
+const LEDGER_CHUNK: usize = 4096;
+
+/// What to produce and how.
+#[derive(Clone, Debug)]
+pub struct ProduceOptions {
+    /// The topic.
+    pub topic: String,
+    /// Body size of every message, in bytes (at least 16: id and born time).
+    pub message_bytes: usize,
+    /// Producer threads, each with its own producer.
+    pub producers: u32,
+    /// Stop after this many messages in total (split over the producers).
+    pub messages: Option<u64>,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Hold the producers to this many messages per second in total.
+    pub rate: Option<f64>,
+    /// Sends each producer keeps in flight.
+    pub window: usize,
+    /// The producers' batching linger.
+    pub linger: Duration,
+    /// The producers' batch size.
+    pub batch_bytes: usize,
+    /// Write every acknowledgement here.
+    pub ledger: Option<std::path::PathBuf>,
+}
+
+/// How a produce run ended (latencies, counts and errors went to the progress).
+pub struct ProduceOutcome {
+    /// From the first send to the last acknowledgement.
+    pub elapsed: Duration,
+    /// Acknowledgements written to the ledger.
+    pub ledger_entries: u64,
+}
+
+/// Runs the producers until done or `stop` is set; reports to `progress` as they go.
+pub fn run(
+    client: &ClientConfig,
+    options: &ProduceOptions,
+    progress: &Arc<Progress>,
+    stop: &Arc<AtomicBool>,
+) -> Result<ProduceOutcome, LoadError> {
+    let ledger = match &options.ledger {
+        Some(path) => Some(Arc::new(LedgerWriter::create(path)?)),
+        None => None,
+    };
+    let started = Instant::now();
+    let remaining = Arc::new(AtomicU64::new(options.messages.unwrap_or(u64::MAX)));
+    let deadline = options.duration.map(|duration| started + duration);
+    let mut threads = Vec::new();
+    for producer_index in 0..options.producers {
+        let mut config = ProducerConfig::new(client.clone());
+        config.linger = options.linger;
+        config.batch_bytes = options.batch_bytes;
+        let producer = Producer::start(config).map_err(LoadError::client)?;
+        let worker = Worker {
+            producer,
+            producer_index,
+            options: options.clone(),
+            rate: options.rate.map(|rate| rate / f64::from(options.producers)),
+            progress: progress.clone(),
+            stop: stop.clone(),
+            remaining: remaining.clone(),
+            deadline,
+            ledger: ledger.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("producer-{producer_index}"))
+            .spawn(move || worker.run())
+            .map_err(|source| {
+                LoadError::io("starting a producer thread for", "<threads>", source)
+            })?;
+        threads.push(thread);
+    }
+    let mut first_error = None;
+    for thread in threads {
+        match thread.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => first_error = first_error.or(Some(error)),
+            Err(_) => {
+                first_error =
+                    first_error.or(Some(LoadError::Failed("a producer thread panicked".into())))
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    if let Some(error) = first_error {
+        return Err(error);
+    }
+    let ledger_entries = match ledger {
+        Some(ledger) => Arc::into_inner(ledger)
+            .ok_or_else(|| LoadError::Failed("the ledger is still in use".into()))?
+            .finish()?,
+        None => 0,
+    };
+    Ok(ProduceOutcome {
+        elapsed,
+        ledger_entries,
+    })
+}
+
+/// One producer thread.
+struct Worker {
+    producer: Producer,
+    producer_index: u32,
+    options: ProduceOptions,
+    rate: Option<f64>,
+    progress: Arc<Progress>,
+    stop: Arc<AtomicBool>,
+    remaining: Arc<AtomicU64>,
+    deadline: Option<Instant>,
+    ledger: Option<Arc<LedgerWriter>>,
+}
+
+type SendFuture =
+    Pin<Box<dyn std::future::Future<Output = spillway_client::Result<SendResult>> + Send>>;
+
+/// What a send needs to be accounted for when it completes.
+struct Sent {
+    id: MessageId,
+    crc: u32,
+}
+
+impl Worker {
+    fn run(self) -> Result<(), LoadError> {
+        let result = futures_lite::future::block_on(self.send_all());
+        if let Err(error) = self.producer.close() {
+            tracing::warn!(%error, "closing a producer");
+        }
+        result
+    }
+
+    fn take_one(&self) -> bool {
+        if self.stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        if self
+            .deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            return false;
+        }
+        self.remaining
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok()
+    }
+
+    async fn send_all(&self) -> Result<(), LoadError> {
+        let mut recorder = Recorder::new();
+        let mut window: Window<SendFuture, Sent> = Window::new(self.options.window);
+        let mut limiter = RateLimiter::new(self.rate);
+        let mut body = Vec::with_capacity(self.options.message_bytes);
+        let mut acknowledged: Vec<(MessageId, SendResult, u32)> = Vec::new();
+        let topic: Arc<str> = Arc::from(self.options.topic.as_str());
+        let mut sequence = 0u64;
+        let mut ledger_error = None;
+        let complete =
+            |started: Instant,
+             sent: Sent,
+             result: spillway_client::Result<SendResult>,
+             recorder: &mut Recorder,
+             acknowledged: &mut Vec<(MessageId, SendResult, u32)>| {
+                match result {
+                    Ok(stored) => {
+                        recorder.record_latency(started.elapsed());
+                        recorder.add_messages(1, self.options.message_bytes as u64);
+                        if self.ledger.is_some() {
+                            acknowledged.push((sent.id, stored, sent.crc));
+                        }
+                    }
+                    Err(error) => recorder.record_error(error_kind(&error)),
+                }
+            };
+        while self.take_one() {
+            limiter.wait_for(1);
+            let id = MessageId::new(self.producer_index, sequence);
+            sequence += 1;
+            fill_body(id, self.options.message_bytes, &mut body);
+            let crc = if self.ledger.is_some() {
+                body_crc(&body)
+            } else {
+                0
+            };
+            let message = Message::new(topic.clone(), Bytes::copy_from_slice(&body));
+            window.push(
+                Instant::now(),
+                Sent { id, crc },
+                Box::pin(self.producer.send_async(message)),
+            );
+            if window.is_full() {
+                window
+                    .complete_some(|started, sent, result| {
+                        complete(started, sent, result, &mut recorder, &mut acknowledged)
+                    })
+                    .await;
+            }
+            self.progress.report_if_due(&mut recorder);
+            if acknowledged.len() >= LEDGER_CHUNK {
+                if let Err(error) = self.write_ledger(&mut acknowledged) {
+                    ledger_error = Some(error);
+                    break;
+                }
+            }
+        }
+        window
+            .complete_all(|started, sent, result| {
+                complete(started, sent, result, &mut recorder, &mut acknowledged)
+            })
+            .await;
+        if let Some(error) = ledger_error {
+            return Err(error);
+        }
+        self.write_ledger(&mut acknowledged)?;
+        self.progress.report(&mut recorder);
+        Ok(())
+    }
+
+    fn write_ledger(
+        &self,
+        acknowledged: &mut Vec<(MessageId, SendResult, u32)>,
+    ) -> Result<(), LoadError> {
+        let Some(ledger) = &self.ledger else {
+            return Ok(());
+        };
+        let entries: Vec<Acknowledged<'_>> = acknowledged
+            .iter()
+            .map(|(id, stored, crc)| Acknowledged {
+                id: *id,
+                broker_name: &stored.broker_name,
+                queue_id: QueueId(stored.queue_id),
+                queue_offset: QueueOffset(stored.offset),
+                body_crc: *crc,
+            })
+            .collect();
+        ledger.record_all(&entries)?;
+        acknowledged.clear();
+        Ok(())
+    }
+}
