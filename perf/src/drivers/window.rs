@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Sends in flight, oldest first, each with what the caller needs to account for it.
 pub struct Window<F, T> {
@@ -44,23 +44,26 @@ impl<F: Future + Unpin, T> Window<F, T> {
     }
 
     /// Waits for the oldest send, then takes every next one that is already done; calls
-    /// `complete(started, context, output)` for each, in send order.
-    pub async fn complete_some(&mut self, mut complete: impl FnMut(Instant, T, F::Output)) {
+    /// `complete(latency, context, output)` for each, in send order. One clock read covers
+    /// the sends taken together (they were observed at the same moment).
+    pub async fn complete_some(&mut self, mut complete: impl FnMut(Duration, T, F::Output)) {
         let Some((started, context, send)) = self.pending.pop_front() else {
             return;
         };
-        complete(started, context, send.await);
+        let output = send.await;
+        let now = Instant::now();
+        complete(now.saturating_duration_since(started), context, output);
         while let Some((_, _, send)) = self.pending.front_mut() {
             let Some(output) = futures_lite::future::poll_once(send).await else {
                 break;
             };
             let (started, context, _) = self.pending.pop_front().expect("front exists");
-            complete(started, context, output);
+            complete(now.saturating_duration_since(started), context, output);
         }
     }
 
     /// Waits for every send in flight.
-    pub async fn complete_all(&mut self, mut complete: impl FnMut(Instant, T, F::Output)) {
+    pub async fn complete_all(&mut self, mut complete: impl FnMut(Duration, T, F::Output)) {
         while !self.is_empty() {
             self.complete_some(&mut complete).await;
         }
