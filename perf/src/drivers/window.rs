@@ -62,6 +62,20 @@ impl<F: Future + Unpin, T> Window<F, T> {
         }
     }
 
+    /// Takes the oldest sends that are already done, without waiting (so acknowledgements
+    /// are seen when they arrive, not only when the window is full).
+    pub async fn complete_ready(&mut self, mut complete: impl FnMut(Duration, T, F::Output)) {
+        let mut now = None;
+        while let Some((_, _, send)) = self.pending.front_mut() {
+            let Some(output) = futures_lite::future::poll_once(send).await else {
+                break;
+            };
+            let now = *now.get_or_insert_with(Instant::now);
+            let (started, context, _) = self.pending.pop_front().expect("front exists");
+            complete(now.saturating_duration_since(started), context, output);
+        }
+    }
+
     /// Waits for every send in flight.
     pub async fn complete_all(&mut self, mut complete: impl FnMut(Duration, T, F::Output)) {
         while !self.is_empty() {
