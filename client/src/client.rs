@@ -11,6 +11,11 @@
 //! Heartbeats are the hook group consumption builds on: a client announces its producer
 //! groups and consumer group memberships ([`Client::join_consumer_group`]) to every master
 //! it knows, every `heartbeat_interval`, and brokers derive group membership from them.
+//! A heartbeat replaces the client's group list on the broker, so a client that has
+//! announced anything keeps heartbeating even with nothing left to announce: that is how
+//! leaving its last group reaches the brokers. A [`crate::PushConsumer`] also heartbeats
+//! on every rebalance (every second by default), and once more, without its group, when
+//! it shuts down.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -52,6 +57,10 @@ struct Membership {
     /// Producer group → how many producers of this client use it.
     producer_groups: BTreeMap<String, usize>,
     consumer_groups: BTreeMap<String, ConsumerGroupMembership>,
+    /// Whether any heartbeat was built yet: once a client has announced a group it keeps
+    /// heartbeating, even with no group left, so that brokers hear that it left (a
+    /// heartbeat replaces the client's group list).
+    announced: bool,
 }
 
 /// What the maintenance thread is asked to do besides its periodic work.
@@ -134,8 +143,9 @@ impl Client {
         let _ = self.inner.control.send(Control::Heartbeat);
     }
 
-    /// Stops announcing `consumer_group` (brokers drop the client from it once its
-    /// heartbeats stop naming it, or its connection closes).
+    /// Stops announcing `consumer_group`: the next heartbeat (sent soon, or at once with
+    /// [`Client::send_heartbeats`]) no longer names it, and brokers drop the client from
+    /// the group when they receive it.
     pub fn leave_consumer_group(&self, consumer_group: &str) {
         self.inner
             .membership()
@@ -217,12 +227,17 @@ impl ClientInner {
         }
     }
 
-    /// The heartbeat this client sends, if it has anything to announce.
+    /// The heartbeat this client sends, if it has anything to announce or has announced
+    /// something before (so that leaving its last group reaches the brokers).
     fn heartbeat(&self) -> Option<ClientHeartbeatRequest> {
-        let membership = self.membership();
-        if membership.producer_groups.is_empty() && membership.consumer_groups.is_empty() {
+        let mut membership = self.membership();
+        if membership.producer_groups.is_empty()
+            && membership.consumer_groups.is_empty()
+            && !membership.announced
+        {
             return None;
         }
+        membership.announced = true;
         Some(ClientHeartbeatRequest {
             client_id: self.config.client_id.clone(),
             producer_groups: membership.producer_groups.keys().cloned().collect(),

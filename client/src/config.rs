@@ -1,16 +1,18 @@
 //! Configuration: [`ClientConfig`] (what every producer, consumer and admin handle of one
-//! client shares: name servers, client id, timeouts, connection limits) and
-//! [`ProducerConfig`] (batching, memory bound, retries).
+//! client shares: name servers, client id, timeouts, connection limits),
+//! [`ProducerConfig`] (batching, memory bound, retries) and [`PushConsumerConfig`] (group,
+//! subscription, where to start, flow control, commits, rebalancing, handler retries).
 //!
 //! Plain structs with public fields and documented defaults, so a caller writes
 //! `ProducerConfig { linger: Duration::ZERO, ..ProducerConfig::new(client) }`. Every limit
 //! has a named default and a range checked by `validate` when a client or producer starts;
 //! the relations between the defaults are checked at compile time.
 
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use spillway_storage::record::ABSOLUTE_MAX_RECORD_BYTES;
-use spillway_wire::message::{FlushExpectation, MAX_PRODUCE_PARTS};
+use spillway_storage::record::{ABSOLUTE_MAX_RECORD_BYTES, MAX_TOPIC_BYTES};
+use spillway_wire::message::{ConsumeMode, FlushExpectation, MAX_PRODUCE_PARTS};
 use spillway_wire::{ABSOLUTE_MAX_FRAME_BYTES, DEFAULT_MAX_FRAME_BYTES, MIN_MAX_FRAME_BYTES};
 
 use crate::error::{ClientError, Result};
@@ -56,6 +58,39 @@ pub const DEFAULT_MAX_IN_FLIGHT_REQUESTS_PER_BROKER: usize = 4;
 /// Longest group or client id (the broker's name limit).
 pub const MAX_NAME_BYTES: usize = 127;
 
+/// Default [`PushConsumerConfig::tag_expression`]: every tag.
+pub const DEFAULT_TAG_EXPRESSION: &str = "*";
+/// Longest [`PushConsumerConfig::tag_expression`] (the brokers' limit for subscriptions in
+/// heartbeats).
+pub const MAX_TAG_EXPRESSION_BYTES: usize = 1024;
+/// Default [`PushConsumerConfig::max_in_flight_per_queue`].
+pub const DEFAULT_MAX_IN_FLIGHT_PER_QUEUE: usize = 1024;
+/// Highest [`PushConsumerConfig::max_in_flight_per_queue`].
+pub const MAX_IN_FLIGHT_PER_QUEUE: usize = 1 << 20;
+/// Default [`PushConsumerConfig::pull_batch`].
+pub const DEFAULT_PULL_BATCH: u32 = 256;
+/// Highest [`PushConsumerConfig::pull_batch`].
+pub const MAX_PULL_BATCH: u32 = 65_536;
+/// Default [`PushConsumerConfig::pull_wait`].
+pub const DEFAULT_PULL_WAIT: Duration = Duration::from_secs(5);
+/// Longest [`PushConsumerConfig::pull_wait`] (the brokers' default cap on a long poll).
+pub const MAX_PULL_WAIT: Duration = Duration::from_secs(30);
+/// Default [`PushConsumerConfig::consume_batch`].
+pub const DEFAULT_CONSUME_BATCH: usize = 32;
+/// Default [`PushConsumerConfig::consume_threads`].
+pub const DEFAULT_CONSUME_THREADS: usize = 8;
+/// Highest [`PushConsumerConfig::consume_threads`].
+pub const MAX_CONSUME_THREADS: usize = 1024;
+/// Default [`PushConsumerConfig::auto_commit_interval`].
+pub const DEFAULT_AUTO_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+/// Default [`PushConsumerConfig::rebalance_interval`]. The push consumer heartbeats on
+/// every rebalance, so this is also how often the brokers hear from it.
+pub const DEFAULT_REBALANCE_INTERVAL: Duration = Duration::from_secs(1);
+/// Default [`PushConsumerConfig::consume_retries`].
+pub const DEFAULT_CONSUME_RETRIES: u32 = 3;
+/// Default [`PushConsumerConfig::retry_pause`].
+pub const DEFAULT_RETRY_PAUSE: Duration = Duration::from_secs(1);
+
 /// Room kept in a produce frame for the fixed part and the header: the header of
 /// [`MAX_PRODUCE_PARTS`] parts with the longest topic names is about 170 KiB.
 pub const PRODUCE_HEADER_RESERVE_BYTES: usize = 256 << 10;
@@ -74,6 +109,18 @@ const _: () = assert!(
 );
 const _: () =
     assert!(DEFAULT_MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION <= MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION);
+// A default pull can fill what the default flow control allows, and a default handler
+// batch fits in it.
+const _: () = assert!(DEFAULT_PULL_BATCH as usize <= DEFAULT_MAX_IN_FLIGHT_PER_QUEUE);
+const _: () = assert!(DEFAULT_CONSUME_BATCH <= DEFAULT_MAX_IN_FLIGHT_PER_QUEUE);
+const _: () = assert!(DEFAULT_MAX_IN_FLIGHT_PER_QUEUE <= MAX_IN_FLIGHT_PER_QUEUE);
+const _: () = assert!(DEFAULT_PULL_BATCH <= MAX_PULL_BATCH);
+const _: () = assert!(DEFAULT_CONSUME_THREADS <= MAX_CONSUME_THREADS);
+const _: () = assert!(DEFAULT_CONSUME_RETRIES <= MAX_RETRIES);
+// A push consumer heartbeats at least as often as a client does by default.
+const _: () =
+    assert!(DEFAULT_REBALANCE_INTERVAL.as_millis() <= DEFAULT_HEARTBEAT_INTERVAL.as_millis());
+const _: () = assert!(DEFAULT_PULL_WAIT.as_millis() <= MAX_PULL_WAIT.as_millis());
 
 /// What one client (and every producer, consumer and admin handle made from it) shares.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -264,6 +311,187 @@ impl ProducerConfig {
     }
 }
 
+/// Where a push consumer starts reading a queue its group has no committed offset for
+/// (clustering), or that it has no local offset for (broadcasting).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartFrom {
+    /// The queue's oldest stored message.
+    Earliest,
+    /// The queue's end when the consumer first takes the queue: only later messages.
+    Latest,
+    /// The first message the broker stored at or after this time (ms since the Unix
+    /// epoch); the queue's end if none.
+    Timestamp(i64),
+}
+
+/// A push consumer's settings, with the client it runs on.
+///
+/// Commits are automatic every `auto_commit_interval`, or manual (`None`): then handled
+/// messages are committed only by [`crate::PushConsumer::commit`] (or a
+/// [`crate::CommitHandle`]), never on their own, not even at shutdown or when a queue moves
+/// to another member, so what the caller did not commit is delivered again. (Either way,
+/// a queue the group never committed gets its `start_from` position committed when first
+/// taken, so that later owners start from the same place.)
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushConsumerConfig {
+    /// The client settings (ignored by [`crate::PushConsumer::start_on`], which reuses a
+    /// running client).
+    pub client: ClientConfig,
+    /// The consumer group: 1 to [`MAX_NAME_BYTES`] bytes.
+    pub consumer_group: String,
+    /// The topic it reads.
+    pub topic: String,
+    /// Which tags: `*` (or empty) for all, else tags separated by `||`. Default
+    /// [`DEFAULT_TAG_EXPRESSION`].
+    pub tag_expression: String,
+    /// Clustering (the group's members split the queues; each message goes to one member)
+    /// or broadcasting (every member reads every queue). Default clustering.
+    pub mode: ConsumeMode,
+    /// Where to start a queue without a committed (clustering) or local (broadcasting)
+    /// offset. Default [`StartFrom::Latest`].
+    pub start_from: StartFrom,
+    /// Messages of one queue pulled but not yet handled (waiting or in the handler); the
+    /// queue's pulls wait while this many are. Bounds memory. Default
+    /// [`DEFAULT_MAX_IN_FLIGHT_PER_QUEUE`].
+    pub max_in_flight_per_queue: usize,
+    /// Most messages one pull asks for. Default [`DEFAULT_PULL_BATCH`].
+    pub pull_batch: u32,
+    /// How long a pull waits on the broker for new messages (long polling). Shutting down
+    /// or losing the queue does not wait for it. Default [`DEFAULT_PULL_WAIT`].
+    pub pull_wait: Duration,
+    /// Most messages (of one queue, in order) one call of a per-batch handler gets; a
+    /// per-message handler is called once per message either way. Default
+    /// [`DEFAULT_CONSUME_BATCH`].
+    pub consume_batch: usize,
+    /// Threads running the handler, shared by all the consumer's queues (one queue is
+    /// handled by one thread at a time, so its messages stay in order). Default
+    /// [`DEFAULT_CONSUME_THREADS`].
+    pub consume_threads: usize,
+    /// Commit every this often (`Some`), or only when asked (`None`: see the type's docs).
+    /// Default `Some(`[`DEFAULT_AUTO_COMMIT_INTERVAL`]`)`.
+    pub auto_commit_interval: Option<Duration>,
+    /// How often the consumer heartbeats, asks the brokers who is in the group and
+    /// recomputes its share of the queues. Default [`DEFAULT_REBALANCE_INTERVAL`].
+    pub rebalance_interval: Duration,
+    /// How many times a message (or batch) whose handler asked for a retry, or panicked,
+    /// is handled again before the consumer logs it and moves on. Default
+    /// [`DEFAULT_CONSUME_RETRIES`].
+    pub consume_retries: u32,
+    /// Pause before handling a message again. The queue waits meanwhile (its order is
+    /// kept). Default [`DEFAULT_RETRY_PAUSE`].
+    pub retry_pause: Duration,
+    /// Broadcasting only: a file that keeps the local offsets across restarts (written
+    /// whole on every commit, by a rename). `None` keeps them in memory only. Default
+    /// `None`.
+    pub offset_store_path: Option<PathBuf>,
+}
+
+impl PushConsumerConfig {
+    /// Defaults, on a client with `client`'s settings, for `consumer_group` reading
+    /// `topic`.
+    pub fn new(
+        client: ClientConfig,
+        consumer_group: impl Into<String>,
+        topic: impl Into<String>,
+    ) -> PushConsumerConfig {
+        PushConsumerConfig {
+            client,
+            consumer_group: consumer_group.into(),
+            topic: topic.into(),
+            tag_expression: DEFAULT_TAG_EXPRESSION.to_owned(),
+            mode: ConsumeMode::Clustering,
+            start_from: StartFrom::Latest,
+            max_in_flight_per_queue: DEFAULT_MAX_IN_FLIGHT_PER_QUEUE,
+            pull_batch: DEFAULT_PULL_BATCH,
+            pull_wait: DEFAULT_PULL_WAIT,
+            consume_batch: DEFAULT_CONSUME_BATCH,
+            consume_threads: DEFAULT_CONSUME_THREADS,
+            auto_commit_interval: Some(DEFAULT_AUTO_COMMIT_INTERVAL),
+            rebalance_interval: DEFAULT_REBALANCE_INTERVAL,
+            consume_retries: DEFAULT_CONSUME_RETRIES,
+            retry_pause: DEFAULT_RETRY_PAUSE,
+            offset_store_path: None,
+        }
+    }
+
+    /// Checks the consumer's values (not `client`'s) against their ranges.
+    pub fn validate(&self) -> Result<()> {
+        if self.consumer_group.is_empty() || self.consumer_group.len() > MAX_NAME_BYTES {
+            return invalid(format!(
+                "consumer_group must be 1 to {MAX_NAME_BYTES} bytes, not {}",
+                self.consumer_group.len()
+            ));
+        }
+        if self.topic.is_empty() || self.topic.len() > MAX_TOPIC_BYTES {
+            return invalid(format!(
+                "topic must be 1 to {MAX_TOPIC_BYTES} bytes, not {}",
+                self.topic.len()
+            ));
+        }
+        if self.tag_expression.len() > MAX_TAG_EXPRESSION_BYTES {
+            return invalid(format!(
+                "tag_expression of {} bytes, above {MAX_TAG_EXPRESSION_BYTES}",
+                self.tag_expression.len()
+            ));
+        }
+        if !(1..=MAX_IN_FLIGHT_PER_QUEUE).contains(&self.max_in_flight_per_queue) {
+            return invalid(format!(
+                "max_in_flight_per_queue {} outside 1..={MAX_IN_FLIGHT_PER_QUEUE}",
+                self.max_in_flight_per_queue
+            ));
+        }
+        if !(1..=MAX_PULL_BATCH).contains(&self.pull_batch) {
+            return invalid(format!(
+                "pull_batch {} outside 1..={MAX_PULL_BATCH}",
+                self.pull_batch
+            ));
+        }
+        // Not zero: an idle queue would be pulled in a loop.
+        if self.pull_wait < Duration::from_millis(1) || self.pull_wait > MAX_PULL_WAIT {
+            return invalid(format!(
+                "pull_wait {:?} outside [1ms, {MAX_PULL_WAIT:?}]",
+                self.pull_wait
+            ));
+        }
+        if !(1..=MAX_IN_FLIGHT_PER_QUEUE).contains(&self.consume_batch) {
+            return invalid(format!(
+                "consume_batch {} outside 1..={MAX_IN_FLIGHT_PER_QUEUE}",
+                self.consume_batch
+            ));
+        }
+        if !(1..=MAX_CONSUME_THREADS).contains(&self.consume_threads) {
+            return invalid(format!(
+                "consume_threads {} outside 1..={MAX_CONSUME_THREADS}",
+                self.consume_threads
+            ));
+        }
+        if let Some(interval) = self.auto_commit_interval {
+            check_duration("auto_commit_interval", interval)?;
+        }
+        check_duration("rebalance_interval", self.rebalance_interval)?;
+        if self.consume_retries > MAX_RETRIES {
+            return invalid(format!(
+                "consume_retries {} above {MAX_RETRIES}",
+                self.consume_retries
+            ));
+        }
+        if self.retry_pause > MAX_DURATION {
+            return invalid(format!(
+                "retry_pause {:?} above {MAX_DURATION:?}",
+                self.retry_pause
+            ));
+        }
+        if self.offset_store_path.is_some() && self.mode != ConsumeMode::Broadcasting {
+            return invalid(
+                "offset_store_path is for broadcasting; a clustering group commits its \
+                 offsets to the brokers"
+                    .to_owned(),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The most payload one produce request carries on a client with this frame limit.
 pub fn max_request_payload_bytes(max_frame_bytes: usize) -> usize {
     max_frame_bytes.saturating_sub(PRODUCE_HEADER_RESERVE_BYTES)
@@ -304,6 +532,9 @@ mod tests {
         client.validate().unwrap();
         ProducerConfig::new(client.clone())
             .validate_for(&client)
+            .unwrap();
+        PushConsumerConfig::new(client.clone(), "billing", "orders")
+            .validate()
             .unwrap();
         assert!(client.client_id.len() <= MAX_NAME_BYTES);
     }
@@ -359,5 +590,54 @@ mod tests {
             let error = bad.validate_for(&client).unwrap_err().to_string();
             assert!(error.contains(setting), "{setting}: {error}");
         }
+        let consumer = PushConsumerConfig::new(client.clone(), "billing", "orders");
+        for (bad, setting) in [
+            (
+                PushConsumerConfig {
+                    consumer_group: String::new(),
+                    ..consumer.clone()
+                },
+                "consumer_group",
+            ),
+            (
+                PushConsumerConfig {
+                    max_in_flight_per_queue: 0,
+                    ..consumer.clone()
+                },
+                "max_in_flight_per_queue",
+            ),
+            (
+                PushConsumerConfig {
+                    pull_wait: MAX_PULL_WAIT + Duration::from_millis(1),
+                    ..consumer.clone()
+                },
+                "pull_wait",
+            ),
+            (
+                PushConsumerConfig {
+                    auto_commit_interval: Some(Duration::ZERO),
+                    ..consumer.clone()
+                },
+                "auto_commit_interval",
+            ),
+            (
+                PushConsumerConfig {
+                    offset_store_path: Some("offsets".into()),
+                    ..consumer.clone()
+                },
+                "offset_store_path",
+            ),
+        ] {
+            let error = bad.validate().unwrap_err().to_string();
+            assert!(error.contains(setting), "{setting}: {error}");
+        }
+        // Manual commits and a zero retry pause are fine.
+        PushConsumerConfig {
+            auto_commit_interval: None,
+            retry_pause: Duration::ZERO,
+            ..consumer
+        }
+        .validate()
+        .unwrap();
     }
 }

@@ -148,8 +148,15 @@ impl Shared {
     /// dropped).
     fn complete(&self, id: u64, result: Result<Frame>) {
         let pending = self.table().requests.remove(&id);
-        if let Some(pending) = pending {
-            pending.reply.complete(result);
+        if let Some(Pending {
+            reply,
+            _permit: permit,
+            ..
+        }) = pending
+        {
+            // The place is free before the caller sees the answer.
+            drop(permit);
+            reply.complete(result);
         }
     }
 

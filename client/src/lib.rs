@@ -1,5 +1,6 @@
-//! The Spillway client library: a [`Producer`] with automatic batching, a [`PullConsumer`]
-//! and an [`Admin`] handle, sharing one [`Client`] (connections, routes, heartbeats).
+//! The Spillway client library: a [`Producer`] with automatic batching, a [`PullConsumer`],
+//! a [`PushConsumer`] (handler per message or batch, consumer groups with rebalancing) and
+//! an [`Admin`] handle, sharing one [`Client`] (connections, routes, heartbeats).
 //!
 //! # Why it is built this way
 //!
@@ -30,7 +31,14 @@
 //!
 //! **Bounded.** Unacknowledged bytes per producer (`max_pending_bytes`: sends wait),
 //! requests in flight per connection (callers wait), produce requests in flight per broker,
-//! frame size, message size.
+//! frame size, message size, messages pulled and not handled per push-consumed queue
+//! (`max_in_flight_per_queue`: pulls wait).
+//!
+//! **Groups without a coordinator.** A clustering group's members find each other through
+//! the brokers (heartbeats in, sorted member lists out) and each computes the whole
+//! group's split of the sorted queues the same way, so nothing elects a leader. Delivery
+//! is at least once: a queue changing hands may have a few messages handled twice, never
+//! skipped (see `push_consumer.rs`).
 //!
 //! # Map
 //!
@@ -46,6 +54,10 @@
 //! | `batch.rs` | per-queue batch accumulators |
 //! | `sender.rs` | the producer's sender thread: requests, answers, retries, flush, close |
 //! | `pull_consumer.rs` | [`PullConsumer`] |
+//! | `push_consumer.rs` | [`PushConsumer`]: rebalance, pull and consume threads; commits; handover |
+//! | `process_queue.rs` | one owned queue: messages pulled and not handled, the committable offset |
+//! | `rebalance.rs` | group members from the brokers, [`allocate_average`] |
+//! | `local_offsets.rs` | a broadcasting consumer's offsets, in memory and in a file |
 //! | `admin.rs` | [`Admin`] |
 //! | `error.rs` | [`ClientError`] |
 //!
@@ -67,6 +79,26 @@
 //! producer.close()?;
 //! # Ok::<(), spillway_client::ClientError>(())
 //! ```
+//!
+//! A member of a clustering group, handed every message of its share of the queues:
+//!
+//! ```no_run
+//! use spillway_client::{
+//!     ClientConfig, ConsumeResult, MessageHandler, PushConsumer, PushConsumerConfig,
+//! };
+//!
+//! let config = PushConsumerConfig::new(ClientConfig::new(["127.0.0.1:9876"]), "billing", "orders");
+//! let consumer = PushConsumer::start(
+//!     config,
+//!     MessageHandler::per_message(|message| {
+//!         println!("{} {}: {:?}", message.queue(), message.offset, message.body);
+//!         ConsumeResult::Success
+//!     }),
+//! )?;
+//! // ... later: finish the handlers, commit, leave the group.
+//! consumer.shutdown()?;
+//! # Ok::<(), spillway_client::ClientError>(())
+//! ```
 
 mod admin;
 mod batch;
@@ -75,9 +107,13 @@ mod client;
 mod config;
 mod connection;
 mod error;
+mod local_offsets;
 mod message;
+mod process_queue;
 mod producer;
 mod pull_consumer;
+mod push_consumer;
+mod rebalance;
 mod route;
 mod sender;
 
@@ -91,6 +127,10 @@ pub use error::{ClientError, Result};
 pub use message::{Message, MessageQueue, ReceivedMessage, SendResult};
 pub use producer::{Producer, ProducerStats};
 pub use pull_consumer::{PullConsumer, PullResult, DEFAULT_MAX_PULL_BYTES};
+pub use push_consumer::{
+    CommitHandle, ConsumeResult, MessageHandler, PushConsumer, PushConsumerStats, PULL_RETRY_PAUSE,
+};
+pub use rebalance::allocate_average;
 pub use route::{BrokerRoute, TopicRoute};
 pub use sender::{BROKER_PAUSE, PERMIT_RETRY_INTERVAL};
 

@@ -188,7 +188,9 @@ impl fmt::Display for MessageQueue {
 pub struct ReceivedMessage {
     /// The topic.
     pub topic: Arc<str>,
-    /// The queue it was stored in.
+    /// The broker group holding its queue.
+    pub broker_name: Arc<str>,
+    /// The queue it was stored in (in that broker group).
     pub queue_id: u32,
     /// Its offset in the queue.
     pub offset: u64,
@@ -206,11 +208,19 @@ pub struct ReceivedMessage {
     pub store_timestamp_ms: i64,
 }
 
-/// Parses the stored records of a pull response's `payload`, verifying each and checking
-/// it belongs to `topic`/`queue_id`.
+impl ReceivedMessage {
+    /// The queue it was stored in.
+    pub fn queue(&self) -> MessageQueue {
+        MessageQueue::new(&*self.topic, &*self.broker_name, self.queue_id)
+    }
+}
+
+/// Parses the stored records of a pull response's `payload` from a queue of
+/// `broker_name`, verifying each and checking it belongs to `topic`/`queue_id`.
 pub(crate) fn parse_records(
     payload: &Bytes,
     topic: &Arc<str>,
+    broker_name: &Arc<str>,
     queue_id: u32,
     address: &str,
 ) -> Result<Vec<ReceivedMessage>> {
@@ -240,6 +250,7 @@ pub(crate) fn parse_records(
         let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
         messages.push(ReceivedMessage {
             topic: topic.clone(),
+            broker_name: broker_name.clone(),
             queue_id,
             offset: view.queue_offset(),
             tag: (!view.tag().is_empty()).then(|| text(view.tag())),
@@ -299,7 +310,8 @@ mod tests {
         );
         let payload = Bytes::from(batch);
         let topic: Arc<str> = Arc::from("orders");
-        let parsed = parse_records(&payload, &topic, 3, "test").unwrap();
+        let broker: Arc<str> = Arc::from("broker-a");
+        let parsed = parse_records(&payload, &topic, &broker, 3, "test").unwrap();
         assert_eq!(parsed.len(), 1);
         let received = &parsed[0];
         assert_eq!(received.offset, 41);
@@ -319,7 +331,8 @@ mod tests {
         let body = received.body.as_ptr() as usize;
         assert!(body >= start && body < start + payload.len());
         // Another queue's record is refused.
-        assert!(parse_records(&payload, &topic, 2, "test").is_err());
+        assert_eq!(received.queue(), MessageQueue::new("orders", "broker-a", 3));
+        assert!(parse_records(&payload, &topic, &broker, 2, "test").is_err());
     }
 
     #[test]

@@ -251,6 +251,7 @@ impl PullConsumer {
         let max_wait_ms = u32::try_from(max_wait.as_millis()).unwrap_or(u32::MAX);
         async move {
             let topic: Arc<str> = Arc::from(queue.topic.as_str());
+            let broker_name: Arc<str> = Arc::from(queue.broker_name.as_str());
             let request = PullRequest {
                 consumer_group: consumer_group.to_string(),
                 topic: queue.topic.clone(),
@@ -265,12 +266,19 @@ impl PullConsumer {
             let request = &request;
             let client = &*client;
             let topic = &topic;
+            let broker_name = &broker_name;
             let queue = &queue;
             on_queue_broker(client, queue, Member::Any, |address| async move {
                 let extra_wait = Duration::from_millis(u64::from(max_wait_ms));
                 let frame = client.call(&address, request, extra_wait).await?;
                 let response = decode_response::<PullResponse>(&frame, &address, "pull")?;
-                let messages = parse_records(frame.payload(), topic, queue.queue_id, &address)?;
+                let messages = parse_records(
+                    frame.payload(),
+                    topic,
+                    broker_name,
+                    queue.queue_id,
+                    &address,
+                )?;
                 if messages.len() != response.record_count as usize {
                     return Err(ClientError::bad_response(
                         &address,

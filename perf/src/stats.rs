@@ -615,18 +615,22 @@ impl Summary {
             "  throughput  {:.0} msg/s  {:.2} MB/s",
             self.messages_per_s, self.mb_s
         );
-        let _ = writeln!(
-            out,
-            "  latency     p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}  ({} samples, \
+        if self.latency_samples == 0 {
+            let _ = writeln!(out, "  latency     not measured");
+        } else {
+            let _ = writeln!(
+                out,
+                "  latency     p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}  ({} samples, \
              merged over all workers)",
-            format_latency_us(self.latency_us_p50),
-            format_latency_us(self.latency_us_p90),
-            format_latency_us(self.latency_us_p99),
-            format_latency_us(self.latency_us_p999),
-            format_latency_us(self.latency_us_p9999),
-            format_latency_us(self.latency_us_max),
-            self.latency_samples
-        );
+                format_latency_us(self.latency_us_p50),
+                format_latency_us(self.latency_us_p90),
+                format_latency_us(self.latency_us_p99),
+                format_latency_us(self.latency_us_p999),
+                format_latency_us(self.latency_us_p9999),
+                format_latency_us(self.latency_us_max),
+                self.latency_samples
+            );
+        }
         if self.latencies_clamped > 0 {
             let _ = writeln!(
                 out,
