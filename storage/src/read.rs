@@ -115,6 +115,22 @@ impl ReadBatch {
     }
 }
 
+/// Bytes from the first entry's position to the end of the last entry that follows it
+/// back to back in the log.
+fn contiguous_run_bytes(entries: &[crate::queue_index::IndexEntry]) -> usize {
+    let Some(first) = entries.first() else {
+        return 0;
+    };
+    let mut end = first.position.0 + u64::from(first.size);
+    for entry in &entries[1..] {
+        if entry.position.0 != end || end - first.position.0 >= READ_SPAN_BYTES as u64 {
+            break;
+        }
+        end += u64::from(entry.size);
+    }
+    (end - first.position.0) as usize
+}
+
 impl ShardStore {
     /// The queue's first stored offset and its end (one past the last readable offset).
     pub fn queue_offsets(&self, topic: &str, queue: QueueId) -> Result<(QueueOffset, QueueOffset)> {
@@ -255,7 +271,12 @@ impl ShardStore {
                         && entry.position.0 + len as u64 <= *span_start + (read.len() - skip) as u64
                 });
                 if !in_span {
-                    let want = READ_SPAN_BYTES.max(len);
+                    // Read the run of this queue's records that lie back to back from
+                    // here (one producer batch, usually), not a fixed window: queues
+                    // interleave in the log, and a fixed window was mostly other queues'
+                    // records (a quarter useful with four queues per shard).
+                    let want = contiguous_run_bytes(&entries[index..])
+                        .clamp(len, READ_SPAN_BYTES.max(len));
                     let (read, skip, path) = self
                         .inner
                         .log
