@@ -19,7 +19,8 @@
 //!
 //! # Map
 //!
-//! * [`server`]: threads, start, the two-phase stop; [`listener`]: the shared port.
+//! * [`cli`]: the command line's config loading and exit statuses (shared with
+//!   `spillway-perf serve-broker`); [`server`]: threads, start, the two-phase stop; [`listener`]: the shared port.
 //! * [`shard`]: what a shard owns and how work moves between shards.
 //! * [`connection`]: one client connection; [`dispatch`]: opcode to handler;
 //!   [`handlers`]: produce, pull, offsets, topics, clients; [`refusal`]: errors as clients
@@ -34,6 +35,7 @@
 //! `broker/broker.example.toml` documents every key; a test keeps it complete and valid.
 
 pub mod address;
+pub mod cli;
 pub mod client_registry;
 pub mod config;
 pub mod connection;

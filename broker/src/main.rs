@@ -10,11 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use spillway_broker::cores::AvailableCores;
-use spillway_broker::{server, summary, BrokerConfig, ConfigError};
-
-/// Exit status of a refused config.
-const EXIT_REFUSED: u8 = 2;
+use spillway_broker::{cli, summary};
 
 /// Spillway's thread-per-core message broker.
 #[derive(Parser, Debug)]
@@ -40,35 +36,14 @@ fn main() -> ExitCode {
     let arguments = Arguments::parse();
     let path = arguments.config.display();
 
-    let cores = AvailableCores::detect();
-    let config = match BrokerConfig::load_for(&arguments.config, &cores) {
-        Ok(config) => config,
-        Err(error @ (ConfigError::Read { .. } | ConfigError::TooLarge { .. })) => {
-            eprintln!("spillway-broker: {error}");
-            return ExitCode::from(EXIT_REFUSED);
-        }
-        Err(error) => {
-            eprintln!("spillway-broker: invalid config {path}: {error}");
-            return ExitCode::from(EXIT_REFUSED);
-        }
+    if !arguments.check {
+        return cli::serve("spillway-broker", &arguments.config);
+    }
+    let (config, cores) = match cli::load_config("spillway-broker", &arguments.config) {
+        Ok(loaded) => loaded,
+        Err(status) => return status,
     };
-
-    if arguments.check {
-        println!("{path}: valid");
-        print!("{}", summary::summary(&config, &cores));
-        return ExitCode::SUCCESS;
-    }
-    for warning in config.warnings(&cores) {
-        tracing::warn!("{warning}");
-    }
-    match server::run(config) {
-        Ok(()) => {
-            tracing::info!("stopped cleanly");
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("spillway-broker: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    println!("{path}: valid");
+    print!("{}", summary::summary(&config, &cores));
+    ExitCode::SUCCESS
 }

@@ -13,7 +13,9 @@
 //! * [`server`]: one glommio executor serving the wire protocol from the registry, the
 //!   expiry scan, shutdown on a signal.
 //! * [`config`]: defaults, TOML file, flags, validation.
+//! * [`cli`]: the command line (flags, exit statuses), shared with `spillway-perf`.
 
+pub mod cli;
 pub mod config;
 pub mod registry;
 pub mod server;
