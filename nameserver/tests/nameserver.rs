@@ -92,22 +92,9 @@ impl NameServer {
 
 /// Calls `attempt` until it gives a value, failing after the deadline. The name server has
 /// no way to tell a client that something changed, so asking again is the only way to wait
-/// for a change; the pause keeps the asking from spinning.
-fn poll_until<T>(what: &str, mut attempt: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = attempt() {
-            return value;
-        }
-        assert!(started.elapsed() < DEADLINE, "{what} never happened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The pause between two heartbeats of a simulated live broker (a real broker heartbeats
-/// on a timer too); 60 ms is far inside the tests' broker timeout.
-fn heartbeat_pause() {
-    std::thread::sleep(Duration::from_millis(60));
+/// for a change (the shared harness paces the asking).
+fn poll_until<T>(what: &str, attempt: impl FnMut() -> Option<T>) -> T {
+    spillway_tests::wait::poll_until(what, DEADLINE, attempt)
 }
 
 impl Drop for NameServer {
@@ -310,27 +297,22 @@ fn heartbeats_keep_a_broker_and_silence_removes_it_after_the_timeout() {
             Err(_) => Vec::new(),
         }
     };
-    loop {
+    // broker-a heartbeats on every attempt, as a live broker does on its timer.
+    poll_until("the expiry of broker-b", || {
         assert!(!heartbeat(&mut broker_a, "broker-a").registration_needed);
         let current = names(&route(&mut client, "orders"));
         assert!(current.contains(&"broker-a".to_owned()), "broker-a expired");
-        if current == ["broker-a"] {
-            break;
-        }
-        assert!(registered_at.elapsed() < DEADLINE, "broker-b never expired");
-        heartbeat_pause();
-    }
+        (current == ["broker-a"]).then_some(())
+    });
     assert!(
         registered_at.elapsed() >= Duration::from_millis(1500),
         "broker-b expired before its timeout"
     );
     // Keep broker-a alive over several more timeouts.
-    let kept_since = Instant::now();
-    while kept_since.elapsed() < Duration::from_millis(3200) {
+    spillway_tests::wait::keep_checking(Duration::from_millis(3200), || {
         assert!(!heartbeat(&mut broker_a, "broker-a").registration_needed);
         assert_eq!(names(&route(&mut client, "orders")), ["broker-a"]);
-        heartbeat_pause();
-    }
+    });
 
     // Now broker-a falls silent too: the topic disappears, and a late heartbeat is told to
     // register again.

@@ -9,7 +9,7 @@
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use spillway_perf::local_cluster::{LocalCluster, LocalClusterOptions, DIRECTORY_PREFIX};
 use spillway_perf::LoadError;
@@ -39,14 +39,8 @@ fn connects(address: SocketAddr) -> bool {
 
 /// Whether connections to `address` are refused within [`CLOSE_DEADLINE`].
 fn stops_accepting(address: SocketAddr) -> bool {
-    let started = Instant::now();
-    while connects(address) {
-        if started.elapsed() > CLOSE_DEADLINE {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    true
+    spillway_tests::wait::poll_within(CLOSE_DEADLINE, || (!connects(address)).then_some(()))
+        .is_some()
 }
 
 fn cluster_directories(parent: &Path) -> Vec<PathBuf> {
@@ -172,23 +166,19 @@ fn a_broker_refusing_o_direct_is_reported_with_its_own_words() {
     // A child another test thread forked while the script was open for writing holds that
     // descriptor until its exec, and running the script meanwhile fails with ETXTBSY: wait
     // until it runs.
-    let mut attempts = 0;
-    loop {
+    // A just-written script can be busy (ETXTBSY) while another test's fork still holds
+    // its write descriptor: ask again until it runs.
+    let output = spillway_tests::wait::poll_until("running the wrapper", CLOSE_DEADLINE, || {
         match std::process::Command::new(&wrapper)
             .arg("--version")
             .output()
         {
-            Ok(output) => {
-                assert!(output.status.success(), "{output:?}");
-                break;
-            }
-            Err(error) if error.raw_os_error() == Some(libc::ETXTBSY) && attempts < 100 => {
-                attempts += 1;
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            Ok(output) => Some(output),
+            Err(error) if error.raw_os_error() == Some(libc::ETXTBSY) => None,
             Err(error) => panic!("cannot run {}: {error}", wrapper.display()),
         }
-    }
+    });
+    assert!(output.status.success(), "{output:?}");
     let options = LocalClusterOptions {
         executable: Some(wrapper),
         ..options()

@@ -14,7 +14,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use crate::wait::{DEADLINE, POLL_PAUSE};
+use crate::wait::DEADLINE;
 
 /// Lines of the log quoted in panic messages.
 pub const LOG_TAIL_LINES: usize = 40;
@@ -148,27 +148,26 @@ impl ServerProcess {
     /// Waits up to `deadline` for the exit; kills it and panics if it does not come.
     fn wait_for_exit(&mut self, deadline: Duration) -> ExitStatus {
         let what = self.what.clone();
-        let Some(child) = self.child.as_mut() else {
+        let Some(mut child) = self.child.take() else {
             panic!("{what} was already waited for");
         };
-        let status = {
-            let started = Instant::now();
-            loop {
-                match child.try_wait() {
-                    Ok(Some(status)) => break Some(status),
-                    Ok(None) if started.elapsed() < deadline => std::thread::sleep(POLL_PAUSE),
-                    Ok(None) => break None,
-                    Err(error) => panic!("wait for {what}: {error}"),
-                }
-            }
+        // Block on the exit itself, in a thread, so the deadline is a receive timeout.
+        let pid = child.id();
+        let (exited, exit) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = exited.send(child.wait());
+        });
+        let status = match exit.recv_timeout(deadline) {
+            Ok(Ok(status)) => Some(status),
+            Ok(Err(error)) => panic!("wait for {what}: {error}"),
+            Err(_) => None,
         };
         match status {
-            Some(status) => {
-                self.child = None;
-                status
-            }
+            Some(status) => status,
             None => {
-                self.kill_now();
+                // SAFETY: kill(2) on our child's pid; its waiting thread has not reaped it
+                // (no exit came), so the pid is still ours.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
                 panic!(
                     "{what} did not exit within {deadline:?}\n{}",
                     self.log_tail()

@@ -16,16 +16,32 @@ pub const POLL_PAUSE: Duration = Duration::from_millis(20);
 
 /// Calls `attempt` until it gives a value, pausing [`POLL_PAUSE`] between attempts; panics
 /// naming `what` once `deadline` has passed.
-pub fn poll_until<T>(what: &str, deadline: Duration, mut attempt: impl FnMut() -> Option<T>) -> T {
+pub fn poll_until<T>(what: &str, deadline: Duration, attempt: impl FnMut() -> Option<T>) -> T {
+    poll_within(deadline, attempt)
+        .unwrap_or_else(|| panic!("{what} did not happen within {deadline:?}"))
+}
+
+/// Calls `attempt` until it gives a value or `deadline` has passed (`None`), pausing
+/// [`POLL_PAUSE`] between attempts. The one place these tests pause.
+pub fn poll_within<T>(deadline: Duration, mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
     let started = Instant::now();
     loop {
         if let Some(value) = attempt() {
-            return value;
+            return Some(value);
         }
-        assert!(
-            started.elapsed() < deadline,
-            "{what} did not happen within {deadline:?}"
-        );
+        if started.elapsed() >= deadline {
+            return None;
+        }
         std::thread::sleep(POLL_PAUSE);
     }
+}
+
+/// Runs `check` every [`POLL_PAUSE`] for `duration`: for claims that something *stays*
+/// true (a heartbeating broker keeps its route), which only time can show.
+pub fn keep_checking(duration: Duration, mut check: impl FnMut()) {
+    let none: Option<()> = poll_within(duration, || {
+        check();
+        None
+    });
+    debug_assert!(none.is_none());
 }

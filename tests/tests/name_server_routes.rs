@@ -3,6 +3,7 @@
 //! heartbeats keep them; a killed broker's routes expire after the name server's broker
 //! timeout; a broker stopped with SIGTERM unregisters, so they go at once.
 
+use spillway_tests::wait::keep_checking;
 use std::time::{Duration, Instant};
 
 use spillway_tests::broker::TEST_SHARD_COUNT;
@@ -94,7 +95,7 @@ fn broker_route_disappears_after_the_timeout_once_the_broker_is_killed() {
     // Heartbeats keep it over more than two timeouts.
     let mut client = name_server.connect();
     let kept_since = Instant::now();
-    while kept_since.elapsed() < Duration::from_millis(2 * BROKER_TIMEOUT_MS + 500) {
+    keep_checking(Duration::from_millis(2 * BROKER_TIMEOUT_MS + 500), || {
         let route = client.topic_route(TOPIC);
         assert!(
             route.is_ok(),
@@ -102,8 +103,7 @@ fn broker_route_disappears_after_the_timeout_once_the_broker_is_killed() {
             kept_since.elapsed(),
             broker.log_tail()
         );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
 
     broker.kill();
     let killed_at = Instant::now();
