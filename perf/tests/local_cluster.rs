@@ -17,8 +17,12 @@ use spillway_perf::LoadError;
 /// A connect attempt's limit.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn options() -> LocalClusterOptions {
-    let parent = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("perf-local-cluster");
+/// Options with a parent directory of this test's own: tests run in parallel and count the
+/// cluster directories they leave, so they must not see each other's.
+fn options(test: &str) -> LocalClusterOptions {
+    let parent = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("perf-local-cluster")
+        .join(test);
     std::fs::create_dir_all(&parent).unwrap();
     LocalClusterOptions {
         executable: Some(PathBuf::from(env!("CARGO_BIN_EXE_spillway-perf"))),
@@ -59,7 +63,7 @@ fn cluster_directories(parent: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn local_cluster_serves_until_stopped_and_then_removes_its_directory() {
-    let options = options();
+    let options = options("local_cluster_serves_until_stopped_and_then_removes_its_directory");
     let parent = std::fs::canonicalize(&options.parent_dir).unwrap();
     let mut cluster = LocalCluster::start(options).unwrap();
 
@@ -95,7 +99,10 @@ fn local_cluster_serves_until_stopped_and_then_removes_its_directory() {
 
 #[test]
 fn dropping_a_cluster_kills_its_servers_and_removes_its_directory() {
-    let cluster = LocalCluster::start(options()).unwrap();
+    let cluster = LocalCluster::start(options(
+        "dropping_a_cluster_kills_its_servers_and_removes_its_directory",
+    ))
+    .unwrap();
     let directory = cluster.directory().to_owned();
     let (broker, name_server) = (cluster.broker_address(), cluster.name_server_address());
     drop(cluster);
@@ -118,7 +125,7 @@ fn a_data_directory_on_tmpfs_serves_or_is_refused_in_the_brokers_words() {
     let before = cluster_directories(shm);
     let result = LocalCluster::start(LocalClusterOptions {
         parent_dir: shm.to_owned(),
-        ..options()
+        ..options("a_data_directory_on_tmpfs_serves_or_is_refused_in_the_brokers_words")
     });
     match result {
         Err(LoadError::DirectIoUnsupported { data_dir, line }) => {
@@ -181,7 +188,7 @@ fn a_broker_refusing_o_direct_is_reported_with_its_own_words() {
     assert!(output.status.success(), "{output:?}");
     let options = LocalClusterOptions {
         executable: Some(wrapper),
-        ..options()
+        ..options("a_broker_refusing_o_direct_is_reported_with_its_own_words")
     };
     let before = cluster_directories(&options.parent_dir);
     match LocalCluster::start(options.clone()) {
@@ -206,7 +213,7 @@ fn a_broker_refusing_o_direct_is_reported_with_its_own_words() {
 fn options_the_broker_refuses_fail_before_any_process_starts() {
     let options = LocalClusterOptions {
         segment_size_bytes: 1_000,
-        ..options()
+        ..options("options_the_broker_refuses_fail_before_any_process_starts")
     };
     let before = cluster_directories(&options.parent_dir);
     let error = LocalCluster::start(options.clone()).unwrap_err();
