@@ -258,7 +258,7 @@ impl ClientInner {
             let (reply, answer) = flume::bounded(1);
             match connection.send(
                 &heartbeat,
-                Bytes::new(),
+                Vec::new(),
                 self.config.request_timeout,
                 Reply::Oneshot(reply),
                 permit,

@@ -197,7 +197,9 @@ impl Shared {
 /// (empty for most requests), written one after the other.
 struct Outgoing {
     head: Bytes,
-    payload: Bytes,
+    /// The payload, in pieces written one after another (a produce request's batches,
+    /// each straight from the buffer it was encoded into).
+    payload: Vec<Bytes>,
 }
 
 /// One connection to one address (see the module docs).
@@ -265,18 +267,19 @@ impl Connection {
     pub(crate) fn send<H: WireHeader>(
         &self,
         header: &H,
-        payload: Bytes,
+        payload: Vec<Bytes>,
         timeout: Duration,
         reply: Reply,
         permit: Permit,
     ) -> Result<()> {
         let id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
         let mut head = BytesMut::new();
-        self.encoder.encode_head(
+        let pieces: Vec<&[u8]> = payload.iter().map(|piece| &piece[..]).collect();
+        self.encoder.encode_head_of_pieces(
             &mut head,
             Envelope::request(H::OPCODE, RequestId(id)),
             header,
-            &payload,
+            &pieces,
         )?;
         {
             let mut table = self.shared.table();
@@ -318,7 +321,12 @@ impl Connection {
     ) -> Result<Frame> {
         let permit = self.permit().await;
         let (reply, answer) = flume::bounded(1);
-        self.send(header, payload, timeout, Reply::Oneshot(reply), permit)?;
+        let pieces = if payload.is_empty() {
+            Vec::new()
+        } else {
+            vec![payload]
+        };
+        self.send(header, pieces, timeout, Reply::Oneshot(reply), permit)?;
         answer
             .recv_async()
             .await
@@ -492,11 +500,14 @@ fn run_writer(
 /// Writes every frame of `burst`, heads and payloads, with as few vectored writes as the
 /// socket allows.
 fn write_burst(stream: &mut TcpStream, burst: &[Outgoing]) -> io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(burst.len() * 2);
+    let pieces: usize = burst.iter().map(|frame| 1 + frame.payload.len()).sum();
+    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(pieces);
     for frame in burst {
         slices.push(IoSlice::new(&frame.head));
-        if !frame.payload.is_empty() {
-            slices.push(IoSlice::new(&frame.payload));
+        for piece in &frame.payload {
+            if !piece.is_empty() {
+                slices.push(IoSlice::new(piece));
+            }
         }
     }
     let mut remaining = &mut slices[..];
@@ -666,7 +677,7 @@ mod tests {
                 connection
                     .send(
                         &ListTopicsRequest {},
-                        Bytes::new(),
+                        Vec::new(),
                         Duration::from_secs(10),
                         Reply::Oneshot(reply),
                         permit,

@@ -19,7 +19,6 @@
 
 use std::collections::BTreeSet;
 
-use bytes::Bytes;
 use spillway_wire::message::{GetConsumerGroupMembersRequest, GetConsumerGroupMembersResponse};
 
 use crate::client::ClientInner;
@@ -94,7 +93,7 @@ pub(crate) async fn group_members(
         let (reply, answer) = flume::bounded(1);
         match connection.send(
             &request,
-            Bytes::new(),
+            Vec::new(),
             client.config.request_timeout,
             Reply::Oneshot(reply),
             permit,

@@ -12,20 +12,20 @@
 //!
 //! The thread sleeps on its event channel until an event (a batch opened or filled, an
 //! answer, a flush, a close) or the nearest deadline (a linger ending, a retry backoff, a
-//! broker pause ending). It copies the batches it takes into one request payload (the
-//! frame's CRC needs it contiguous) and keeps slices of that payload for retries, so the
-//! slots' buffers go straight back to them for reuse.
+//! broker pause ending). The batches it takes go out as they are, one payload piece each
+//! (written with one vectored write), and stay shared for retries; a batch's buffer goes
+//! back to its slot for reuse once the write and the answer are done with it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use spillway_wire::message::{ProducePart, ProduceRequest, ProduceResponse, MAX_PRODUCE_PARTS};
 use spillway_wire::{ErrorCode, Frame, QueueId};
 
-use crate::batch::{Batch, BatchAck, BatchData, BrokerHealth, Slot};
+use crate::batch::{Batch, BatchAck, BatchData, BrokerHealth, RecycledBuffer, Slot};
 use crate::config::max_request_payload_bytes;
 use crate::connection::{check_response, Reply};
 use crate::error::{ClientError, Result};
@@ -36,65 +36,6 @@ use crate::producer::Shared;
 pub const BROKER_PAUSE: Duration = Duration::from_secs(1);
 /// How soon the sender tries again when a connection has no free place for a request.
 pub const PERMIT_RETRY_INTERVAL: Duration = Duration::from_millis(1);
-
-/// Request payload buffers, reused: a fresh multi-megabyte buffer per request costs page
-/// faults on every first touch (a tenth of the client's time at 1 KiB messages). A buffer
-/// comes back when the last slice of its request is dropped (the writer's, after the write;
-/// the retry copies', after the answer), whichever thread that is on.
-struct PayloadPool {
-    buffers: Mutex<Vec<Vec<u8>>>,
-    /// Most bytes of capacity kept.
-    retained_limit: usize,
-}
-
-impl PayloadPool {
-    /// A buffer of at least `capacity`, reused if one is free.
-    fn take(&self, capacity: usize) -> Vec<u8> {
-        let mut buffers = self.buffers.lock().unwrap_or_else(PoisonError::into_inner);
-        match buffers
-            .iter()
-            .position(|buffer| buffer.capacity() >= capacity)
-        {
-            Some(index) => buffers.swap_remove(index),
-            None => {
-                // The largest free buffer grows to fit rather than a new one being made.
-                let largest = (0..buffers.len()).max_by_key(|&index| buffers[index].capacity());
-                let mut buffer = largest
-                    .map(|index| buffers.swap_remove(index))
-                    .unwrap_or_default();
-                buffer.reserve_exact(capacity);
-                buffer
-            }
-        }
-    }
-
-    fn give_back(&self, mut buffer: Vec<u8>) {
-        buffer.clear();
-        let mut buffers = self.buffers.lock().unwrap_or_else(PoisonError::into_inner);
-        let retained: usize = buffers.iter().map(Vec::capacity).sum();
-        if retained + buffer.capacity() <= self.retained_limit {
-            buffers.push(buffer);
-        }
-    }
-}
-
-/// A request payload that goes back to its pool when the last `Bytes` slice of it drops.
-struct PooledPayload {
-    buffer: Vec<u8>,
-    pool: Arc<PayloadPool>,
-}
-
-impl AsRef<[u8]> for PooledPayload {
-    fn as_ref(&self) -> &[u8] {
-        &self.buffer
-    }
-}
-
-impl Drop for PooledPayload {
-    fn drop(&mut self) {
-        self.pool.give_back(std::mem::take(&mut self.buffer));
-    }
-}
 
 /// What the sender thread hears about.
 pub(crate) enum Event {
@@ -164,7 +105,6 @@ enum SendOutcome {
 /// The sender thread's state (see the module docs).
 pub(crate) struct Sender {
     shared: Arc<Shared>,
-    payloads: Arc<PayloadPool>,
     events: flume::Receiver<Event>,
     slots: Vec<Option<Arc<Slot>>>,
     flights: Vec<SlotFlight>,
@@ -190,12 +130,6 @@ fn earliest(current: Option<Instant>, candidate: Option<Instant>) -> Option<Inst
 impl Sender {
     pub(crate) fn new(shared: Arc<Shared>, events: flume::Receiver<Event>) -> Sender {
         Sender {
-            payloads: Arc::new(PayloadPool {
-                buffers: Mutex::new(Vec::new()),
-                // Payloads copy pending batches, so this keeps the copies' memory within a
-                // quarter of the pending bound.
-                retained_limit: shared.config.max_pending_bytes / 4,
-            }),
             shared,
             events,
             slots: Vec::new(),
@@ -399,33 +333,34 @@ impl Sender {
             return SendOutcome::Sent;
         };
 
-        let total: usize = taken.iter().map(|part| part.batch.data.len()).sum();
-        let mut payload = self.payloads.take(total);
+        // Each batch goes out as it is, a piece of the payload: the frame CRC leaves record
+        // payloads to the records' own CRCs, so nothing needs them contiguous. A batch
+        // built here is frozen into `Bytes` whose last drop (the writer's after the write,
+        // the retry copy's after the answer) gives the buffer back to its slot.
+        let batch_bytes = self.shared.config.batch_bytes;
+        let mut taken = taken;
+        let mut payload = Vec::with_capacity(taken.len());
         let mut parts = Vec::with_capacity(taken.len());
-        for part in &taken {
-            let offset = payload.len();
-            payload.extend_from_slice(part.batch.data.as_slice());
+        let mut total = 0usize;
+        for part in &mut taken {
+            let data = std::mem::replace(&mut part.batch.data, BatchData::Frozen(Bytes::new()));
+            let bytes = match data {
+                BatchData::Building(buffer) => {
+                    Bytes::from_owner(RecycledBuffer::new(buffer, part.slot.clone(), batch_bytes))
+                }
+                BatchData::Frozen(bytes) => bytes,
+            };
+            part.batch.data = BatchData::Frozen(bytes.clone());
             parts.push(ProducePart {
                 topic: part.slot.topic.to_string(),
                 queue_id: QueueId(part.slot.queue_id),
                 record_count: part.batch.records(),
                 // Within the frame limit, far below u32::MAX.
-                payload_offset: offset as u32,
-                payload_length: part.batch.data.len() as u32,
+                payload_offset: total as u32,
+                payload_length: bytes.len() as u32,
             });
-        }
-        let payload = Bytes::from_owner(PooledPayload {
-            buffer: payload,
-            pool: self.payloads.clone(),
-        });
-        let mut taken = taken;
-        for (part, header) in taken.iter_mut().zip(&parts) {
-            let start = header.payload_offset as usize;
-            let end = start + header.payload_length as usize;
-            let frozen = BatchData::Frozen(payload.slice(start..end));
-            if let BatchData::Building(buffer) = std::mem::replace(&mut part.batch.data, frozen) {
-                part.slot.recycle(buffer, self.shared.config.batch_bytes);
-            }
+            total += bytes.len();
+            payload.push(bytes);
         }
         let part_count = parts.len() as u64;
         let request = ProduceRequest {

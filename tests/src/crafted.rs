@@ -23,7 +23,8 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CRC_OFFSET: usize = 28;
 
 /// A whole frame: fixed part, `header` as given (not checked), zero padding to
-/// [`FRAME_ALIGN`], `payload`, and a correct CRC over all of it.
+/// [`FRAME_ALIGN`], `payload`, and a correct CRC (over all of it, or, for a frame whose
+/// payload is records, over all but the payload, length included).
 pub fn frame_bytes(
     kind: FrameKind,
     request_id: u64,
@@ -53,8 +54,14 @@ pub fn frame_bytes(
     frame.extend_from_slice(payload);
     assert_eq!(frame.len(), total);
     let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&frame[4..CRC_OFFSET]);
-    hasher.update(&frame[FIXED_BYTES..]);
+    if spillway_wire::payload_is_records(kind, opcode) {
+        // The records carry their own CRCs: the frame's covers the length, not the payload.
+        hasher.update(&frame[..CRC_OFFSET]);
+        hasher.update(&frame[FIXED_BYTES..FIXED_BYTES + header.len() + padding]);
+    } else {
+        hasher.update(&frame[4..CRC_OFFSET]);
+        hasher.update(&frame[FIXED_BYTES..]);
+    }
     let crc = hasher.finalize();
     frame[CRC_OFFSET..FIXED_BYTES].copy_from_slice(&crc.to_le_bytes());
     frame

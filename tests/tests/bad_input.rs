@@ -272,7 +272,8 @@ fn unknown_topic_and_queue_get_typed_errors() {
         ErrorCode::BadRecord.as_u16(),
         "{response:?}"
     );
-    // A batch with a broken body CRC is refused as a whole.
+    // A batch with a broken body CRC is refused as a whole. (This is also what a bit
+    // flipped in transit looks like: the frame CRC leaves record payloads to the records.)
     let mut damaged = spillway_tests::encode_batch(TOPIC, &[("", b"damaged body")]);
     let last = damaged.len() - 1;
     damaged[last] ^= 0x01;

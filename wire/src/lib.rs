@@ -100,8 +100,9 @@ mod opcode;
 pub use error::WireError;
 pub use error_code::{ErrorCode, UnknownErrorCode, ALL_ERROR_CODES};
 pub use frame::{
-    Envelope, Frame, FrameDecoder, FrameEncoder, FrameKind, ABSOLUTE_MAX_FRAME_BYTES,
-    DEFAULT_MAX_FRAME_BYTES, FIXED_BYTES, FRAME_ALIGN, MAGIC, MIN_MAX_FRAME_BYTES, VERSION,
+    payload_is_records, Envelope, Frame, FrameDecoder, FrameEncoder, FrameKind,
+    ABSOLUTE_MAX_FRAME_BYTES, DEFAULT_MAX_FRAME_BYTES, FIXED_BYTES, FRAME_ALIGN, MAGIC,
+    MIN_MAX_FRAME_BYTES, VERSION,
 };
 pub use header::{ArchivedErrorDetail, ErrorDetail, HeaderRole, WireHeader};
 pub use ids::{

@@ -199,7 +199,14 @@ impl Worker {
                     Err(error) => recorder.record_error(error_kind(&error)),
                 }
             };
-        let mut clock = CoarseClock::default();
+        // Held to a rate, sends are far apart: read the clock (and look for acknowledgements)
+        // at every send, or a stale time would be stamped into the born time and the
+        // latency of an acknowledgement would include the wait for the next look.
+        let (sends_per_clock, sends_per_ack_check) = match self.rate {
+            Some(_) => (1, 1),
+            None => (CoarseClock::FULL_SPEED_READS_PER_CLOCK, 32),
+        };
+        let mut clock = CoarseClock::new(sends_per_clock);
         while self.take_one() {
             limiter.wait_for(1);
             let id = MessageId::new(self.producer_index, sequence);
@@ -223,8 +230,8 @@ impl Worker {
                         complete(latency, sent, result, &mut recorder, &mut acknowledged)
                     })
                     .await;
-            } else if sequence % 32 == 0 {
-                // Acknowledgements are looked for every 32 sends (microseconds apart at
+            } else if sequence % sends_per_ack_check == 0 {
+                // Acknowledgements are looked for every few sends (microseconds apart at
                 // full speed), not only when the window is full.
                 window
                     .complete_ready(|latency, sent, result| {
@@ -279,23 +286,33 @@ impl Worker {
     }
 }
 
-/// Send times read once per [`CoarseClock::READS_PER_CLOCK`] messages: a clock read per
-/// message cost a producer thread more than encoding the message. The error is at most
-/// the time to issue that many sends (microseconds), against latencies in milliseconds.
-#[derive(Default)]
+/// Send times read once per `reads_per_clock` messages: at full speed a clock read per
+/// message cost a producer thread more than encoding the message, and the error is at most
+/// the time to issue that many sends (microseconds). A rate-limited worker reads it for
+/// every message.
 struct CoarseClock {
+    reads_per_clock: u32,
     reads: u32,
     now: Option<(Instant, u64)>,
 }
 
 impl CoarseClock {
-    const READS_PER_CLOCK: u32 = 16;
+    /// Messages per clock read when no rate is set.
+    const FULL_SPEED_READS_PER_CLOCK: u32 = 16;
+
+    fn new(reads_per_clock: u32) -> CoarseClock {
+        CoarseClock {
+            reads_per_clock: reads_per_clock.max(1),
+            reads: 0,
+            now: None,
+        }
+    }
 
     /// The send time (monotonic) and the born time (µs since the Unix epoch).
     fn now(&mut self) -> (Instant, u64) {
         self.reads += 1;
         match self.now {
-            Some(now) if self.reads < Self::READS_PER_CLOCK => now,
+            Some(now) if self.reads < self.reads_per_clock => now,
             _ => {
                 self.reads = 0;
                 let now = (Instant::now(), now_micros());
