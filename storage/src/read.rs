@@ -3,10 +3,16 @@
 //!
 //! Index entries come from memory for tailing readers and from the index file otherwise;
 //! record bytes come from the tail cache or, for older data, from aligned O_DIRECT reads of
-//! the segment that each cover many records. Every record read from disk is CRC-checked and
+//! the segment that each cover many records, all of a read's disk reads planned first and
+//! submitted together (a pull of a deep backlog no longer waits for them one by one).
+//! Every record read from disk is CRC-checked and
 //! must be the record its index entry names. The selected records are copied once into one
 //! output buffer: no allocation per message.
 
+use std::future::Future;
+use std::task::Poll;
+
+use crate::commit_log::CommitLog;
 use crate::error::{Result, StorageError};
 use crate::ids::{LogPosition, QueueId, QueueOffset};
 use crate::queue_index::{read_entries, IndexEntry};
@@ -15,6 +21,8 @@ use crate::store::{QueueHandle, ShardStore};
 
 /// Largest single disk read of the read path.
 const READ_SPAN_BYTES: usize = 1 << 20;
+/// Disk reads of one read submitted together (each up to [`READ_SPAN_BYTES`]).
+const MAX_READS_TOGETHER: usize = 8;
 /// Most index entries one read examines (bounds the work of a filtered read).
 const MAX_ENTRIES_EXAMINED: u64 = 16_384;
 /// Most messages one read returns.
@@ -117,7 +125,7 @@ impl ReadBatch {
 
 /// Bytes from the first entry's position to the end of the last entry that follows it
 /// back to back in the log.
-fn contiguous_run_bytes(entries: &[crate::queue_index::IndexEntry]) -> usize {
+fn contiguous_run_bytes(entries: &[IndexEntry]) -> usize {
     let Some(first) = entries.first() else {
         return 0;
     };
@@ -131,7 +139,112 @@ fn contiguous_run_bytes(entries: &[crate::queue_index::IndexEntry]) -> usize {
     (end - first.position.0) as usize
 }
 
+/// How many bytes to read from the disk for the record of `entries[0]`: the run of this
+/// queue's records that lie back to back from it (one producer batch, usually), not a fixed
+/// window: queues interleave in the log, and a fixed window was mostly other queues'
+/// records (a quarter useful with four queues per shard).
+fn span_bytes(entries: &[IndexEntry]) -> usize {
+    let len = entries[0].size as usize;
+    contiguous_run_bytes(entries).clamp(len, READ_SPAN_BYTES.max(len))
+}
+
+/// Bytes of the log read from disk: `read` holds them from `start - skip` (aligned).
+#[derive(Clone)]
+struct Span {
+    start: u64,
+    read: glommio::io::ReadResult,
+    skip: usize,
+    path: std::path::PathBuf,
+}
+
+impl Span {
+    async fn read(log: &CommitLog, start: u64, len: usize) -> Result<Span> {
+        let (read, skip, path) = log.read_from_disk(start, len).await?;
+        Ok(Span {
+            start,
+            read,
+            skip,
+            path,
+        })
+    }
+
+    /// Whether the record of `len` bytes at `position` is all in this span.
+    fn covers(&self, position: LogPosition, len: usize) -> bool {
+        position.0 >= self.start
+            && position.0 + len as u64 <= self.start + (self.read.len() - self.skip) as u64
+    }
+}
+
+/// Reads the planned spans `(start, len)`, [`MAX_READS_TOGETHER`] at a time: every read of
+/// a group is submitted before any is waited for, so a pull of many scattered producer
+/// batches costs about one disk round trip per group, not one per batch.
+async fn read_together(log: &CommitLog, plan: &[(u64, usize)]) -> Result<Vec<Span>> {
+    let mut spans = Vec::with_capacity(plan.len());
+    for group in plan.chunks(MAX_READS_TOGETHER) {
+        let mut reads: Vec<_> = group
+            .iter()
+            .map(|&(start, len)| Box::pin(Span::read(log, start, len)))
+            .collect();
+        let mut done: Vec<Option<Result<Span>>> = group.iter().map(|_| None).collect();
+        futures_lite::future::poll_fn(|context| {
+            let mut waiting = false;
+            for (read, done) in reads.iter_mut().zip(done.iter_mut()) {
+                if done.is_none() {
+                    match read.as_mut().poll(context) {
+                        Poll::Ready(result) => *done = Some(result),
+                        Poll::Pending => waiting = true,
+                    }
+                }
+            }
+            if waiting {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await;
+        for result in done {
+            spans.push(result.expect("every read was polled to completion")?);
+        }
+    }
+    Ok(spans)
+}
+
 impl ShardStore {
+    /// The disk reads (start, length) a read of `entries` will need, in log order of first
+    /// use: the records the limits let through (each taken to pass the tag filter if its
+    /// hash does) that the tail cache does not hold now, one span per back-to-back run.
+    fn plan_disk_reads(
+        &self,
+        entries: &[IndexEntry],
+        max_messages: u64,
+        byte_budget: usize,
+        tag_filter: Option<&TagFilter>,
+    ) -> Vec<(u64, usize)> {
+        let state = self.inner.log.state.borrow();
+        let mut plan: Vec<(u64, usize)> = Vec::new();
+        let (mut messages, mut bytes) = (0u64, 0usize);
+        for (index, entry) in entries.iter().enumerate() {
+            let len = entry.size as usize;
+            if messages >= max_messages || (messages > 0 && bytes + len > byte_budget) {
+                break;
+            }
+            if tag_filter.is_some_and(|filter| !filter.may_match(entry.tag_hash)) {
+                continue;
+            }
+            messages += 1;
+            bytes += len;
+            let planned = plan.last().is_some_and(|&(start, planned_len)| {
+                entry.position.0 >= start
+                    && entry.position.0 + len as u64 <= start + planned_len as u64
+            });
+            if !planned && !state.tail_cache.contains(entry.position, len) {
+                plan.push((entry.position.0, span_bytes(&entries[index..])));
+            }
+        }
+        plan
+    }
+
     /// The queue's first stored offset and its end (one past the last readable offset).
     pub fn queue_offsets(&self, topic: &str, queue: QueueId) -> Result<(QueueOffset, QueueOffset)> {
         let handle = self.queue_or_not_found(topic, queue)?;
@@ -243,7 +356,10 @@ impl ShardStore {
         batch
             .bytes
             .reserve(byte_budget.min(entries.iter().map(|entry| entry.size as usize).sum()));
-        let mut span: Option<(u64, glommio::io::ReadResult, usize, std::path::PathBuf)> = None;
+        // The disk reads this read will need, issued together before any is waited for.
+        let plan = self.plan_disk_reads(&entries, max_messages, byte_budget, request.tag_filter);
+        let prefetched = read_together(&self.inner.log, &plan).await?;
+        let mut span: Option<Span> = None;
         for (index, entry) in entries.iter().enumerate() {
             let queue_offset = offset + index as u64;
             if batch.records.len() as u64 >= max_messages
@@ -266,28 +382,26 @@ impl ShardStore {
                 &mut batch.bytes,
             );
             if !cached {
-                let in_span = span.as_ref().is_some_and(|(span_start, read, skip, _)| {
-                    entry.position.0 >= *span_start
-                        && entry.position.0 + len as u64 <= *span_start + (read.len() - skip) as u64
-                });
-                if !in_span {
-                    // Read the run of this queue's records that lie back to back from
-                    // here (one producer batch, usually), not a fixed window: queues
-                    // interleave in the log, and a fixed window was mostly other queues'
-                    // records (a quarter useful with four queues per shard).
-                    let want = contiguous_run_bytes(&entries[index..])
-                        .clamp(len, READ_SPAN_BYTES.max(len));
-                    let (read, skip, path) = self
-                        .inner
-                        .log
-                        .read_from_disk(entry.position.0, want)
-                        .await?;
-                    span = Some((entry.position.0, read, skip, path));
+                if !span
+                    .as_ref()
+                    .is_some_and(|span| span.covers(entry.position, len))
+                {
+                    span = match prefetched
+                        .iter()
+                        .find(|span| span.covers(entry.position, len))
+                    {
+                        Some(prefetched) => Some(prefetched.clone()),
+                        // Left the tail cache since the plan was made: read it now.
+                        None => {
+                            let want = span_bytes(&entries[index..]);
+                            Some(Span::read(&self.inner.log, entry.position.0, want).await?)
+                        }
+                    };
                 }
-                let (span_start, read, skip, path) = span.as_ref().expect("span loaded above");
-                let at = skip + (entry.position.0 - span_start) as usize;
-                let Some(bytes) = read.get(at..at + len) else {
-                    return Err(corrupt_short(entry.position, path));
+                let span = span.as_ref().expect("span loaded above");
+                let at = span.skip + (entry.position.0 - span.start) as usize;
+                let Some(bytes) = span.read.get(at..at + len) else {
+                    return Err(corrupt_short(entry.position, &span.path));
                 };
                 batch.bytes.extend_from_slice(bytes);
             }

@@ -82,10 +82,26 @@ impl TailCache {
         Some(self.spare.swap_remove(at))
     }
 
+    /// Whether the cache holds all of the bytes `[position, position + len)` now.
+    pub(crate) fn contains(&self, position: LogPosition, len: usize) -> bool {
+        self.walk(position, len, |_| {})
+    }
+
     /// Appends the bytes `[position, position + len)` to `out` if the cache holds all of
     /// them. A record may span two buffers (a full buffer is written up to its last whole
     /// block and the next one starts with the rest).
     pub(crate) fn copy_into(&self, position: LogPosition, len: usize, out: &mut Vec<u8>) -> bool {
+        let out_start = out.len();
+        let whole = self.walk(position, len, |piece| out.extend_from_slice(piece));
+        if !whole {
+            out.truncate(out_start);
+        }
+        whole
+    }
+
+    /// Hands `piece` the cached pieces of `[position, position + len)` in order; false (after
+    /// some pieces, maybe) as soon as a byte of it is not cached.
+    fn walk(&self, position: LogPosition, len: usize, mut piece: impl FnMut(&[u8])) -> bool {
         let end = position.0 + len as u64;
         let newest_before = self
             .writes
@@ -93,20 +109,17 @@ impl TailCache {
         let Some(mut index) = newest_before.checked_sub(1) else {
             return false;
         };
-        let out_start = out.len();
         let mut at = position.0;
         while at < end {
             let Some(write) = self.writes.get(index) else {
-                out.truncate(out_start);
                 return false;
             };
             if write.start > at || write.data_end <= at {
-                out.truncate(out_start);
                 return false;
             }
             let upto = end.min(write.data_end);
             let from = (at - write.start) as usize;
-            out.extend_from_slice(&write.buffer.as_bytes()[from..(upto - write.start) as usize]);
+            piece(&write.buffer.as_bytes()[from..(upto - write.start) as usize]);
             at = upto;
             index += 1;
         }
