@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The cluster benchmarks of the client issue, on this machine, over loopback:
+#   0. the disk's own speed under the work directory, with no engine in the way
+#      (`spillway-perf disk`: O_DIRECT sequential write and read, 4 KiB write + fdatasync
+#      latency), the baseline the summary compares the cluster with;
 #   1. produce 1 KiB messages with flush=sync, at least 10 GB, with a ledger;
 #   2. consume that backlog from the earliest offsets (read from disk: it is far larger
 #      than the tail cache);
 #   3. verify the ledger against the topic (nothing acknowledged lost or corrupt);
 #   4. 100-byte messages: messages per second;
-#   5. end-to-end latency at half of the 1 KiB rate measured in step 1.
+#   5. end-to-end latency at half of the 1 KiB rate measured in step 1;
+#   6. a summary: produce, backlog consume and e2e latency against the disk baseline.
 # Usage: perf/scripts/bench_cluster.sh [GB, default 10] [work directory, default ./bench-cluster]
 # The work directory must be on a disk that takes O_DIRECT; it is removed at the end.
 set -euo pipefail
@@ -20,9 +24,23 @@ work=$(cd "$work" && pwd)
 results=$work/results
 mkdir -p "$results"
 
+# The baseline, on the disk that will hold the broker's data ($work/data), measured before
+# anything else runs on it.
+echo "== disk baseline in $work"
+"$bin/spillway-perf" disk --dir "$work" --json >"$results/disk.json"
+python3 - "$results/disk.json" <<'PY'
+import json, sys
+disk = json.load(open(sys.argv[1]))
+latency = disk["sync_write_latency_us"]
+print(f"disk: sequential write {disk['write_mb_s']:.1f} MB/s, sequential read "
+      f"{disk['read_mb_s']:.1f} MB/s; 4 KiB write + fdatasync ({disk['sync_writes']} writes): "
+      f"p50 {latency['p50']:.1f} us, p99 {latency['p99']:.1f} us, "
+      f"p99.9 {latency['p999']:.1f} us, max {latency['max']:.1f} us")
+PY
+
 "$bin/spillway-nameserver" --listen 127.0.0.1:0 >"$work/ns.out" 2>"$work/ns.err" &
 ns_pid=$!
-trap 'kill $ns_pid $broker_pid 2>/dev/null || true' EXIT
+trap 'kill ${ns_pid:-} ${broker_pid:-} 2>/dev/null || true' EXIT
 until grep -q "listening on" "$work/ns.out"; do sleep 0.1; done
 ns=$(sed -n 's/listening on //p' "$work/ns.out")
 
@@ -72,5 +90,34 @@ echo "== e2e at half the 1 KiB rate: $rate msgs/s"
 kill -TERM "$broker_pid"; wait "$broker_pid" || true
 kill -TERM "$ns_pid"; wait "$ns_pid" || true
 trap - EXIT
+
+# Field names: `spillway-perf disk --json` (disk.json) and the load summaries' --json
+# (perf/src/stats.rs, `Summary`). MB is 10^6 bytes in both.
+python3 - "$results" <<'PY' | tee "$results/summary.txt"
+import json, os, sys
+results = sys.argv[1]
+def load(name):
+    with open(os.path.join(results, name)) as file:
+        return json.load(file)
+disk = load("disk.json")
+produce = load("produce-1k.json")
+consume = load("consume-backlog.json")
+e2e = load("e2e.json")
+rows = [
+    ("produce 1 KiB, sync (MB/s)", produce["mb_s"],
+     "sequential write (MB/s)", disk["write_mb_s"]),
+    ("consume backlog (MB/s)", consume["mb_s"],
+     "sequential read (MB/s)", disk["read_mb_s"]),
+    ("produce 1 KiB ack p99 (us)", produce["latency_us_p99"],
+     "4 KiB write + fdatasync p99 (us)", disk["sync_write_latency_us"]["p99"]),
+    ("e2e p99 (us)", e2e["latency_us_p99"],
+     "4 KiB write + fdatasync p99 (us)", disk["sync_write_latency_us"]["p99"]),
+]
+print(f"{'cluster':<28} {'value':>10}   {'disk baseline':<34} {'value':>10}   "
+      f"{'cluster/disk':>12}")
+for name, value, baseline_name, baseline in rows:
+    ratio = f"{value / baseline:.3f}" if baseline else "n/a"
+    print(f"{name:<28} {value:>10.1f}   {baseline_name:<34} {baseline:>10.1f}   {ratio:>12}")
+PY
 echo "results in $results"
 rm -rf "$work/data" "$work/acked.ledger"

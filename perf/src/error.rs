@@ -46,12 +46,14 @@ pub enum PerfError {
         #[source]
         source: std::io::Error,
     },
-    /// An io_uring write completed with an error, or wrote nothing.
-    #[error("io_uring write of {length} bytes at offset {offset} in {path}: {source}")]
-    RingWrite {
+    /// An io_uring read or write completed with an error, or moved nothing.
+    #[error("io_uring {operation} of {length} bytes at offset {offset} in {path}: {source}")]
+    RingTransfer {
+        /// `"read"` or `"write"`
+        operation: &'static str,
         /// file
         path: PathBuf,
-        /// file offset of the write
+        /// file offset of the read or write
         offset: u64,
         /// bytes asked for
         length: usize,

@@ -16,8 +16,9 @@
 //! * [`drivers`]: producing and consuming through the client library (`produce`,
 //!   `consume`, `e2e`, `verify`, `quickstart`), so the figures are what applications get.
 //!
-//! The storage benchmark (`spillway-perf storage`) lives in the binary's own modules and
-//! talks to the storage engine directly.
+//! The storage benchmark (`spillway-perf storage`) and the disk baseline (`spillway-perf
+//! disk`) live in the binary's own modules and talk to the storage engine or the disk
+//! directly.
 
 pub mod drivers;
 pub mod ledger;

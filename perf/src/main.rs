@@ -5,6 +5,9 @@
 //! * `storage --dir DIR [--bytes N] [--rounds N] [--json]`: how close the storage engine
 //!   gets to the raw sequential write speed of the disk under DIR, for 100-byte and 1 KiB
 //!   message bodies, with sync and async flush; medians over rounds.
+//! * `disk --dir DIR [--bytes N] [--json]`: the disk's own speed under DIR through io_uring
+//!   with O_DIRECT (sequential write and read, 4 KiB write + fdatasync latency), the
+//!   baseline `perf/scripts/bench_cluster.sh` reports cluster figures against.
 //!
 //! Hidden subcommands, which the local cluster (`spillway_perf::local_cluster`) runs as
 //! child processes of this same binary:
@@ -13,17 +16,21 @@
 //! * `serve-nameserver [--listen ADDR] ...`: a name server, as `spillway-nameserver`.
 //!
 //! Results go to stdout (a table, or exactly one JSON object with `--json`); logs and errors
-//! go to stderr (`RUST_LOG` sets the level, default `info`). The binary talks to the storage
-//! engine directly; it knows nothing about brokers or the wire.
+//! go to stderr (`RUST_LOG` sets the level, default `info`). The `storage` and `disk`
+//! modules talk to the storage engine or the disk directly; they know nothing about brokers
+//! or the wire.
 
 mod byte_size;
+mod disk_baseline;
 mod engine_append;
 mod error;
+mod raw_read;
 mod raw_write;
 mod report;
 mod rounds;
 mod run_directory;
 mod storage_bench;
+mod sync_write;
 
 use std::error::Error as _;
 use std::io::{IsTerminal as _, Write as _};
@@ -62,6 +69,9 @@ enum Command {
     Verify(commands::VerifyArgs),
     /// Measure the storage engine against raw O_DIRECT sequential writes on one disk.
     Storage(StorageArgs),
+    /// Measure the disk itself through io_uring with O_DIRECT: sequential write and read
+    /// MB/s, and the latency of a 4 KiB write + fdatasync at queue depth 1.
+    Disk(DiskArgs),
     /// Run a broker from a config file, as `spillway-broker` (for the local cluster).
     #[command(hide = true)]
     ServeBroker(ServeBrokerArguments),
@@ -88,6 +98,21 @@ struct StorageArgs {
     json: bool,
 }
 
+#[derive(Debug, clap::Args)]
+struct DiskArgs {
+    /// Directory on the disk to measure (not tmpfs); the run writes into a fresh
+    /// subdirectory and removes it at the end.
+    #[arg(long)]
+    dir: PathBuf,
+    /// Bytes written, then read back, sequentially; K, M, G suffixes are powers of 1024
+    /// (e.g. 512M).
+    #[arg(long, default_value = "1G", value_parser = byte_size::parse_byte_size)]
+    bytes: u64,
+    /// Print exactly one JSON object on stdout instead of a few lines.
+    #[arg(long)]
+    json: bool,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -109,6 +134,7 @@ fn main() -> ExitCode {
             Err(error) => Err(PerfError::from(error)),
         },
         Command::Storage(args) => run_storage(args),
+        Command::Disk(args) => run_disk(args),
         // The servers' own exit statuses (2: refused config, 1: failure).
         Command::ServeBroker(arguments) => return serve::serve_broker(&arguments),
         Command::ServeNameserver(arguments) => return serve::serve_name_server(&arguments),
@@ -149,6 +175,23 @@ fn run_storage(args: StorageArgs) -> Result<(), PerfError> {
         .map_err(|source| PerfError::io("writing the report to", "<stdout>", source))
 }
 
+fn run_disk(args: DiskArgs) -> Result<(), PerfError> {
+    let report = disk_baseline::run(&args.dir, args.bytes, disk_baseline::SYNC_WRITES)?;
+    let output = if args.json {
+        let mut json = report
+            .to_json()
+            .map_err(|error| PerfError::io("serializing the report", "<stdout>", error.into()))?;
+        json.push('\n');
+        json
+    } else {
+        report.to_text()
+    };
+    std::io::stdout()
+        .lock()
+        .write_all(output.as_bytes())
+        .map_err(|source| PerfError::io("writing the report to", "<stdout>", source))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +216,33 @@ mod tests {
     #[test]
     fn bytes_take_binary_suffixes() {
         assert_eq!(storage_args(&["--bytes", "1G"]).unwrap().bytes, 1 << 30);
+    }
+
+    fn disk_args(extra: &[&str]) -> Result<DiskArgs, clap::Error> {
+        let base = ["spillway-perf", "disk"];
+        let cli = Cli::try_parse_from(base.iter().chain(extra))?;
+        match cli.command {
+            Command::Disk(args) => Ok(args),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn disk_needs_a_dir_and_writes_one_gibibyte_by_default() {
+        assert!(disk_args(&[]).is_err());
+        let args = disk_args(&["--dir", "/data"]).unwrap();
+        assert_eq!(args.dir, PathBuf::from("/data"));
+        assert_eq!(args.bytes, 1 << 30);
+        assert!(!args.json);
+    }
+
+    #[test]
+    fn disk_takes_a_byte_size_and_json() {
+        let args = disk_args(&["--dir", "/data", "--bytes", "256M", "--json"]).unwrap();
+        assert_eq!(args.bytes, 256 << 20);
+        assert!(args.json);
+        assert!(disk_args(&["--dir", "/data", "--bytes", "lots"]).is_err());
+        assert!(disk_args(&["--dir", "/data", "--rounds", "3"]).is_err());
     }
 
     #[test]
@@ -200,6 +270,7 @@ mod tests {
             .render_help()
             .to_string();
         assert!(help.contains("storage"), "{help}");
+        assert!(help.contains("disk"), "{help}");
         assert!(!help.contains("serve-"), "{help}");
     }
 }

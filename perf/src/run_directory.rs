@@ -113,6 +113,24 @@ impl Drop for RunDirectory {
     }
 }
 
+/// A fresh directory for a test that needs a disk (O_DIRECT): under the workspace's
+/// `target/tmp` (not `/tmp`, which may be tmpfs), removed when dropped.
+#[cfg(test)]
+pub fn disk_test_dir(prefix: &str) -> tempfile::TempDir {
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tmp");
+    std::fs::create_dir_all(&base).expect("create target/tmp");
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(base)
+        .expect("create a test directory under target/tmp");
+    let file_system = file_system_name(dir.path()).expect("statfs target/tmp");
+    assert!(
+        !matches!(file_system, "tmpfs" | "ramfs"),
+        "target/tmp is on {file_system}, which refuses O_DIRECT"
+    );
+    dir
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
