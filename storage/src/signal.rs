@@ -3,6 +3,12 @@
 //! A task checks its condition, and if it does not hold, awaits `changed()`; whoever changes
 //! the state calls `notify()`. No lost wake-ups: the generation is captured when `changed()` is
 //! called, and nothing can run between the check and the capture on a single thread.
+//!
+//! A waiting [`Changed`] holds one slot in its signal, and gives it back when dropped. That
+//! matters for signals that are rarely notified but often waited on in a race with
+//! something else (a shard's shutdown, raced by every long-polling pull): without it each
+//! finished wait left its waker behind, and the list grew by one per pull until shutdown,
+//! with every poll scanning all of it.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -13,16 +19,59 @@ use std::task::{Context, Poll, Waker};
 #[derive(Default)]
 pub struct Signal {
     generation: Cell<u64>,
-    wakers: RefCell<Vec<Waker>>,
+    wakers: RefCell<Wakers>,
+}
+
+/// The wakers of the current generation's waiters, in reusable slots.
+#[derive(Default)]
+struct Wakers {
+    slots: Vec<Option<Waker>>,
+    /// Empty slots of `slots`.
+    free: Vec<usize>,
+}
+
+impl Wakers {
+    fn insert(&mut self, waker: Waker) -> usize {
+        match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(waker);
+                slot
+            }
+            None => {
+                self.slots.push(Some(waker));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    fn remove(&mut self, slot: usize) {
+        if self.slots[slot].take().is_some() {
+            self.free.push(slot);
+        }
+    }
+
+    #[cfg(test)]
+    fn waiting(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
 }
 
 impl Signal {
     /// Wakes all tasks waiting in `changed()`.
     pub fn notify(&self) {
         self.generation.set(self.generation.get() + 1);
-        let wakers = std::mem::take(&mut *self.wakers.borrow_mut());
-        for waker in wakers {
+        let mut taken = {
+            let mut wakers = self.wakers.borrow_mut();
+            wakers.free.clear();
+            std::mem::take(&mut wakers.slots)
+        };
+        for waker in taken.drain(..).flatten() {
             waker.wake();
+        }
+        // Keep the allocation for the next generation's waiters.
+        let mut wakers = self.wakers.borrow_mut();
+        if wakers.slots.is_empty() {
+            wakers.slots = taken;
         }
     }
 
@@ -42,6 +91,7 @@ impl Signal {
         Changed {
             signal: self,
             generation: seen,
+            slot: None,
         }
     }
 }
@@ -50,20 +100,42 @@ impl Signal {
 pub struct Changed<'a> {
     signal: &'a Signal,
     generation: u64,
+    /// Its waker's slot in the signal, while registered. Valid only while the signal is
+    /// still at `generation`: a notify empties every slot.
+    slot: Option<usize>,
 }
 
 impl Future for Changed<'_> {
     type Output = ();
-    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
+    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
         if self.signal.generation.get() != self.generation {
+            self.slot = None;
             return Poll::Ready(());
         }
-        let mut wakers = self.signal.wakers.borrow_mut();
-        // A task polled again keeps one waker, not one per poll.
-        if !wakers.iter().any(|waker| waker.will_wake(context.waker())) {
-            wakers.push(context.waker().clone());
+        let signal = self.signal;
+        let mut wakers = signal.wakers.borrow_mut();
+        match self.slot {
+            // Polled again: one slot per waiter, refreshed if the task's waker changed.
+            Some(slot) => {
+                if let Some(waker) = &mut wakers.slots[slot] {
+                    if !waker.will_wake(context.waker()) {
+                        waker.clone_from(context.waker());
+                    }
+                }
+            }
+            None => self.slot = Some(wakers.insert(context.waker().clone())),
         }
         Poll::Pending
+    }
+}
+
+impl Drop for Changed<'_> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot {
+            if self.signal.generation.get() == self.generation {
+                self.signal.wakers.borrow_mut().remove(slot);
+            }
+        }
     }
 }
 
@@ -86,9 +158,39 @@ mod tests {
         let mut waiting = pin!(signal.changed());
         assert!(poll(waiting.as_mut()).is_pending());
         assert!(poll(waiting.as_mut()).is_pending());
-        assert_eq!(signal.wakers.borrow().len(), 1);
+        assert_eq!(signal.wakers.borrow().waiting(), 1);
         signal.notify();
         assert!(poll(waiting.as_mut()).is_ready());
-        assert!(signal.wakers.borrow().is_empty());
+        assert_eq!(signal.wakers.borrow().waiting(), 0);
+    }
+
+    #[test]
+    fn an_abandoned_wait_gives_its_slot_back() {
+        let signal = Signal::default();
+        // Like a pull racing shutdown: many waits that end some other way.
+        for _ in 0..1000 {
+            let mut waiting = pin!(signal.changed());
+            assert!(poll(waiting.as_mut()).is_pending());
+        }
+        assert_eq!(signal.wakers.borrow().waiting(), 0);
+        assert!(signal.wakers.borrow().slots.len() <= 1);
+        // Slots are reused, and a notify still reaches the waiters that remain.
+        let mut first = Box::pin(signal.changed());
+        let mut second = Box::pin(signal.changed());
+        assert!(poll(first.as_mut()).is_pending());
+        assert!(poll(second.as_mut()).is_pending());
+        drop(first);
+        assert_eq!(signal.wakers.borrow().waiting(), 1);
+        signal.notify();
+        assert!(poll(second.as_mut()).is_ready());
+        // A wait registered before a notify and dropped after it touches nothing of the
+        // next generation's.
+        let mut stale = Box::pin(signal.changed());
+        assert!(poll(stale.as_mut()).is_pending());
+        signal.notify();
+        let mut fresh = Box::pin(signal.changed());
+        assert!(poll(fresh.as_mut()).is_pending());
+        drop(stale);
+        assert_eq!(signal.wakers.borrow().waiting(), 1);
     }
 }
