@@ -31,6 +31,7 @@ use crate::error::{from_glommio, Result, StorageError};
 use crate::ids::LogPosition;
 use crate::signal::Signal;
 use crate::tail_cache::TailCache;
+use crate::ticket_line::TicketLine;
 
 /// Smallest active buffer; buffers grow towards `write_buffer_bytes` under load.
 const MIN_BUFFER_BYTES: usize = 64 << 10;
@@ -157,47 +158,18 @@ pub(crate) struct CommitLog {
     /// Notified when pending buffers are written, so blocked appends may go on.
     room: Signal,
     /// Appends waiting in `wait_for_room`, in arrival order.
-    room_queue: RoomQueue,
+    room_line: TicketLine,
 }
 
-/// Tickets of appends waiting for room.
-#[derive(Default)]
-struct RoomQueue {
-    next_ticket: std::cell::Cell<u64>,
-    serving: std::cell::Cell<u64>,
-    /// Tickets whose waits were dropped before their turn.
-    abandoned: RefCell<std::collections::BTreeSet<u64>>,
-}
-
-impl RoomQueue {
-    /// Moves to the next ticket still waiting.
-    fn advance(&self) {
-        let mut serving = self.serving.get() + 1;
-        let mut abandoned = self.abandoned.borrow_mut();
-        while abandoned.remove(&serving) {
-            serving += 1;
-        }
-        self.serving.set(serving);
-    }
-}
-
-/// One waiting append's place in the [`RoomQueue`]; gives its turn up if dropped.
+/// One waiting append's place in the room line; gives its turn up if dropped.
 struct RoomTicket<'a> {
-    queue: &'a RoomQueue,
+    line: &'a TicketLine,
     number: u64,
-    served: bool,
 }
 
 impl Drop for RoomTicket<'_> {
     fn drop(&mut self) {
-        if self.served {
-            return;
-        }
-        if self.queue.serving.get() == self.number {
-            self.queue.advance();
-        } else {
-            self.queue.abandoned.borrow_mut().insert(self.number);
-        }
+        self.line.leave(self.number);
     }
 }
 
@@ -269,7 +241,7 @@ impl CommitLog {
             work: Signal::default(),
             durable_signal: Signal::default(),
             room: Signal::default(),
-            room_queue: RoomQueue::default(),
+            room_line: TicketLine::default(),
         });
         {
             let mut state = log.state.borrow_mut();
@@ -320,25 +292,20 @@ impl CommitLog {
     pub(crate) async fn wait_for_room(&self) -> Result<()> {
         let limit = PENDING_LIMIT_BUFFERS * self.config.write_buffer_bytes;
         self.check_open()?;
-        let queue = &self.room_queue;
-        if queue.next_ticket.get() == queue.serving.get()
-            && self.state.borrow().pending_bytes < limit
-        {
+        let line = &self.room_line;
+        if line.is_empty() && self.state.borrow().pending_bytes < limit {
             return Ok(());
         }
-        let mut ticket = RoomTicket {
-            queue,
-            number: queue.next_ticket.get(),
-            served: false,
+        let ticket = RoomTicket {
+            line,
+            number: line.take(),
         };
-        queue.next_ticket.set(ticket.number + 1);
         loop {
             let changed = self.room.changed();
             self.check_open()?;
-            if queue.serving.get() == ticket.number && self.state.borrow().pending_bytes < limit {
-                ticket.served = true;
-                queue.advance();
-                // The next ticket may fit too.
+            if line.is_turn(ticket.number) && self.state.borrow().pending_bytes < limit {
+                // Leaving moves the line on; the next ticket may fit too.
+                drop(ticket);
                 self.room.notify();
                 return Ok(());
             }

@@ -30,6 +30,7 @@
 mod checkpoint;
 mod commit_log;
 mod config;
+mod creation_line;
 mod error;
 mod ids;
 mod queue_index;
@@ -40,6 +41,7 @@ mod retention;
 pub mod signal;
 mod store;
 mod tail_cache;
+mod ticket_line;
 
 pub use commit_log::LogStats;
 pub use config::{FlushMode, StorageConfig, BLOCK_BYTES};

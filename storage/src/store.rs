@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use crate::checkpoint::{Checkpoint, QueueExtent};
 use crate::commit_log::{open_segment_file, segment_file_name, CommitLog, Segment};
 use crate::config::StorageConfig;
+use crate::creation_line::CreationLines;
 use crate::error::{from_glommio, Result, StorageError};
 use crate::ids::{LogPosition, QueueId, QueueOffset};
 use crate::queue_index::{IndexEntry, QueueIndex};
@@ -64,6 +65,8 @@ pub(crate) struct StoreInner {
     pub(crate) log: Rc<CommitLog>,
     pub(crate) queues: RefCell<HashMap<Rc<str>, HashMap<QueueId, QueueHandle>>>,
     queue_count: Cell<usize>,
+    /// Appends waiting for a queue being created, in arrival order.
+    creation_lines: Rc<CreationLines>,
     last_store_timestamp_ms: Cell<i64>,
     pub(crate) disk_full: Cell<Option<f64>>,
     checkpoint_running: Cell<bool>,
@@ -302,6 +305,7 @@ impl ShardStore {
                 log,
                 queues: RefCell::new(queues),
                 queue_count: Cell::new(queue_count),
+                creation_lines: Rc::default(),
                 last_store_timestamp_ms: Cell::new(last_store_timestamp_ms),
                 disk_full: Cell::new(None),
                 checkpoint_running: Cell::new(false),
@@ -438,12 +442,21 @@ impl ShardStore {
                 },
             });
         }
+        // Before the first await: appends keep their arrival order through the creation
+        // of their queue (see `creation_line`).
+        let turn = CreationLines::join(&self.inner.creation_lines, topic, queue, || {
+            self.queue(topic, queue).is_some()
+        });
         self.inner.log.wait_for_room().await?;
+        if let Some(turn) = &turn {
+            turn.wait().await;
+        }
         let handle = self.queue_or_create(topic, queue).await?;
         self.inner.log.check_open()?;
 
         let (first_offset, first_position, end_position) =
             self.stamp_and_place(&handle, queue, batch);
+        drop(turn);
         self.inner.log.wait_durable(end_position).await?;
         Ok(AppendOutcome {
             first_offset,

@@ -85,6 +85,47 @@ fn round_trip_across_segment_rolls_with_async_flush() {
 }
 
 #[test]
+fn appends_are_placed_in_call_order_even_while_their_queue_is_being_created() {
+    let dir = data_dir("creation-order");
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let store = ShardStore::open(small_config(&path, FlushMode::Async))
+            .await
+            .unwrap();
+        // Several rounds of new queues: the first append of each creates the queue (file
+        // I/O, awaited) while the others arrive behind it, as the parts of successive
+        // produce requests do.
+        for round in 0..20u32 {
+            let queue = QueueId(100 + round);
+            let appends: Vec<_> = (0..16u64)
+                .map(|n| {
+                    let store = store.clone();
+                    let mut batch = Vec::new();
+                    encode(TOPIC, "", &body_of(queue.0, n), &mut batch);
+                    glommio::spawn_local(async move {
+                        store
+                            .append(TOPIC, queue, &batch)
+                            .await
+                            .unwrap()
+                            .first_offset
+                            .0
+                    })
+                })
+                .collect();
+            for (n, append) in appends.into_iter().enumerate() {
+                assert_eq!(
+                    append.await,
+                    n as u64,
+                    "append {n} of new queue {}",
+                    queue.0
+                );
+            }
+        }
+        store.close().await.unwrap();
+    });
+}
+
+#[test]
 fn batch_gets_dense_offsets_and_concurrent_appends_interleave() {
     let dir = data_dir("batches");
     let path = dir.path().to_path_buf();
