@@ -39,7 +39,10 @@
 //! queue is in flight, nothing else of the queue is sent while it is in flight, and it is
 //! retried on the same queue (after `retry_backoff` × attempt). The key → queue mapping
 //! is the key's hash over the topic's writable queues, so it changes if the route does.
-//! Round-robin messages have no order and are retried on another broker group.
+//! Round-robin messages promise less: those of one caller thread that land in the same
+//! queue are stored in send order as long as nothing fails (a parked message is in its
+//! batch before anything sent after it may skip the parked queue), but a failed batch is
+//! retried on another broker group, after later ones.
 //!
 //! # Blocking and async
 //!
@@ -606,6 +609,12 @@ impl Shared {
                 }
             }
         }
+        // Only now, with the drained messages in their batches, may a caller that sees
+        // nothing parked go straight to a batch: had the count dropped at each pop, a
+        // message sent meanwhile could land in a queue ahead of one popped but not yet
+        // appended (seen by `verify` as a producer's messages out of order in a queue).
+        self.parked_count
+            .store(queue.entries.len(), Ordering::SeqCst);
     }
 
     fn pop_parked(&self, queue: &mut ParkedQueue) -> Parked {
@@ -613,8 +622,6 @@ impl Shared {
             unreachable!("the caller saw a front entry");
         };
         queue.popped += 1;
-        self.parked_count
-            .store(queue.entries.len(), Ordering::SeqCst);
         parked
     }
 

@@ -1,7 +1,9 @@
 //! Batching and its bounds: messages sent with a key all go to one queue and keep their
 //! order there, even with many small batches in flight; many async sends within the linger
 //! share far fewer produce requests; a producer never holds more unacknowledged bytes than
-//! `max_pending_bytes`, and senders wait (rather than fail) while it is full.
+//! `max_pending_bytes`, and senders wait (rather than fail) while it is full; with no
+//! failures, one producer's round-robin messages keep their send order within each queue,
+//! also when they had to wait in the parked queue (for the first route, for memory).
 
 mod common;
 
@@ -113,6 +115,45 @@ fn async_sends_within_the_linger_share_few_produce_requests() {
     assert!(stats.produce_parts <= stats.produce_requests * u64::from(QUEUES));
     let consumer = PullConsumer::new(config, "check").unwrap();
     assert_eq!(pull_topic(&consumer, TOPIC).len(), MESSAGES);
+}
+
+#[test]
+fn round_robin_messages_keep_send_order_within_each_queue_through_parking() {
+    const MESSAGES: usize = 30_000;
+    let (name_server, _broker) = start_cluster(TOPIC, QUEUES);
+    // A small memory bound: sends park for memory over and over, and the first ones park
+    // for the route; the parked queue is drained by the sender thread while this thread
+    // keeps sending.
+    let producer = Producer::start(ProducerConfig {
+        batch_bytes: 4 << 10,
+        max_message_bytes: 4 << 10,
+        max_pending_bytes: 64 << 10,
+        ..ProducerConfig::new(client_config(&name_server))
+    })
+    .unwrap();
+    let topic: Arc<str> = Arc::from(TOPIC);
+    let futures: Vec<_> = (0..MESSAGES)
+        .map(|index| producer.send_async(Message::new(topic.clone(), format!("{index:08}"))))
+        .collect();
+    let mut last_offset: HashMap<u32, (u64, usize)> = HashMap::new();
+    for (index, future) in futures.into_iter().enumerate() {
+        let sent = futures_lite::future::block_on(future)
+            .unwrap_or_else(|error| panic!("message {index}: {error}"));
+        if let Some(&(offset, earlier)) = last_offset.get(&sent.queue_id) {
+            assert!(
+                sent.offset > offset,
+                "message {index} stored at offset {} of queue {}, before message {earlier} \
+                 at offset {offset}",
+                sent.offset,
+                sent.queue_id
+            );
+        }
+        last_offset.insert(sent.queue_id, (sent.offset, index));
+    }
+    assert!(
+        producer.stats().messages_parked > 0,
+        "nothing parked: the test saw no waits"
+    );
 }
 
 #[test]
