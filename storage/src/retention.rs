@@ -25,7 +25,8 @@ pub struct RetentionReport {
     pub disk_full: bool,
 }
 
-/// Used space of the file system holding `path`, in percent (statvfs).
+/// Used space of the file system holding `path`, in percent of the space usable by us
+/// (statvfs; the figure `df` prints).
 pub fn disk_usage_percent(path: &std::path::Path) -> Result<f64> {
     use std::os::unix::ffi::OsStrExt;
     let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| {
@@ -44,11 +45,17 @@ pub fn disk_usage_percent(path: &std::path::Path) -> Result<f64> {
             std::io::Error::last_os_error(),
         ));
     }
-    let total = stats.f_blocks as f64;
-    if total == 0.0 {
+    // As `df` counts it: used blocks against the blocks we could have, so space reserved
+    // for root (or otherwise unavailable to us) counts neither as used nor as room. Taken
+    // against all blocks instead, a file system with much of it unavailable (a VM disk
+    // here: 252 GB, 60 GB available) looked 76% full with 32 GB used, and retention began
+    // deleting at a third of the room actually left.
+    let used = stats.f_blocks.saturating_sub(stats.f_bfree) as f64;
+    let usable = used + stats.f_bavail as f64;
+    if usable == 0.0 {
         return Ok(0.0);
     }
-    Ok((total - stats.f_bavail as f64) / total * 100.0)
+    Ok(used / usable * 100.0)
 }
 
 impl ShardStore {
@@ -149,5 +156,30 @@ impl ShardStore {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_usage_is_the_figure_df_prints() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let output = std::process::Command::new("df")
+            .args(["-P", "-k"])
+            .arg(dir)
+            .output()
+            .expect("run df");
+        let text = String::from_utf8(output.stdout).unwrap();
+        let fields: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
+        let used: f64 = fields[2].parse().unwrap();
+        let available: f64 = fields[3].parse().unwrap();
+        let expected = used / (used + available) * 100.0;
+        let measured = disk_usage_percent(dir).unwrap();
+        assert!(
+            (measured - expected).abs() < 0.5,
+            "measured {measured:.2}%, df says {expected:.2}% ({used} KiB used, {available} KiB available)"
+        );
     }
 }
