@@ -185,7 +185,6 @@ impl Worker {
         let mut recorder = Recorder::new();
         let mut window: Window<SendFuture, Sent> = Window::new(self.options.window);
         let mut limiter = RateLimiter::new(self.rate);
-        let mut body = Vec::with_capacity(self.options.message_bytes);
         let mut acknowledged: Vec<(MessageId, SendResult, u32)> = Vec::new();
         let topic: Arc<str> = Arc::from(self.options.topic.as_str());
         let mut sequence = 0u64;
@@ -220,13 +219,15 @@ impl Worker {
             let id = MessageId::new(self.producer_index, sequence);
             sequence += 1;
             let (now, born_us) = clock.now();
+            // Filled in its own buffer, which becomes the message's `Bytes` as it is.
+            let mut body = Vec::with_capacity(self.options.message_bytes);
             fill_body_at(id, born_us, self.options.message_bytes, &mut body);
             let crc = if self.ledger.is_some() {
                 body_crc(&body)
             } else {
                 0
             };
-            let message = Message::new(topic.clone(), Bytes::copy_from_slice(&body));
+            let message = Message::new(topic.clone(), Bytes::from(body));
             window.push(
                 now,
                 Sent { id, crc },
