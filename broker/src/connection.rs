@@ -8,8 +8,9 @@
 //! limit it stops reading until an answer goes out, so a client that floods requests or
 //! never reads its answers holds at most that many requests and their answers. Each
 //! request task encodes its answer straight into the connection's outbox; the *writer*
-//! task writes whatever the outbox holds in one write whenever it is not empty. Answers
-//! carry the request id, so a long-polling pull never holds up a produce behind it.
+//! task writes whatever the outbox holds whenever it is not empty. A pull's records are
+//! not copied into the outbox: they go out from the read's own buffer, after their head.
+//! Answers carry the request id, so a long-polling pull never holds up a produce behind it.
 //!
 //! # Ends
 //!
@@ -25,7 +26,7 @@ use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_lite::io::{ReadHalf, WriteHalf};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
@@ -64,7 +65,7 @@ pub struct Connection {
     pub key: ConnectionKey,
     /// The peer, for logs.
     pub peer: Option<SocketAddr>,
-    outbox: RefCell<BytesMut>,
+    outbox: RefCell<Outbox>,
     outbox_changed: Signal,
     in_flight: Cell<usize>,
     in_flight_changed: Signal,
@@ -89,25 +90,32 @@ impl Connection {
             return;
         }
         let mut outbox = self.outbox.borrow_mut();
-        let encoded = match &result {
-            Ok(response) => shard.encoder.encode(
-                &mut outbox,
-                request.response(ErrorCode::Ok),
-                &response.header,
-                &response.payload,
-            ),
-            Err(refusal) => {
-                shard
-                    .encoder
-                    .encode_error(&mut outbox, *request, refusal.code, &refusal.message)
+        let encoded = match result {
+            Ok(response) => {
+                let encoded = shard.encoder.encode_head(
+                    &mut outbox.encoding,
+                    request.response(ErrorCode::Ok),
+                    &response.header,
+                    &response.payload,
+                );
+                if encoded.is_ok() && !response.payload.is_empty() {
+                    outbox.push_payload(Bytes::from(response.payload));
+                }
+                encoded
             }
+            Err(refusal) => shard.encoder.encode_error(
+                &mut outbox.encoding,
+                *request,
+                refusal.code,
+                &refusal.message,
+            ),
         };
         if let Err(error) = encoded {
             // Too large for a frame, or a header that does not fit its opcode: a bug or a
             // limit, answered as such rather than dropped.
             tracing::warn!(%error, opcode = request.opcode_number(), "could not encode a response");
             let _ = shard.encoder.encode_error(
-                &mut outbox,
+                &mut outbox.encoding,
                 *request,
                 ErrorCode::Internal,
                 &format!("the response could not be encoded: {error}"),
@@ -120,13 +128,41 @@ impl Connection {
     fn break_with(&self, shard: &Shard, error: &WireError) {
         let code = error.error_code();
         let _ = shard.encoder.encode_error(
-            &mut self.outbox.borrow_mut(),
+            &mut self.outbox.borrow_mut().encoding,
             Envelope::connection_error(code),
             code,
             &error.to_string(),
         );
         self.broken.set(true);
         self.outbox_changed.notify();
+    }
+}
+
+/// Answers waiting for the writer, in order: encoded frames (every small answer, and the
+/// head of a large one) and, after its head, a large answer's payload in its own buffer.
+#[derive(Default)]
+struct Outbox {
+    ready: Vec<Bytes>,
+    /// Frames encoded since the last payload.
+    encoding: BytesMut,
+}
+
+impl Outbox {
+    /// Queues `payload` right after what is encoded so far (its frame's head).
+    fn push_payload(&mut self, payload: Bytes) {
+        if !self.encoding.is_empty() {
+            self.ready.push(self.encoding.split().freeze());
+        }
+        self.ready.push(payload);
+    }
+
+    /// Everything queued, in order.
+    fn take(&mut self) -> Vec<Bytes> {
+        let mut pending = std::mem::take(&mut self.ready);
+        if !self.encoding.is_empty() {
+            pending.push(self.encoding.split().freeze());
+        }
+        pending
     }
 }
 
@@ -141,7 +177,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             serial: shard.next_connection_serial(),
         },
         peer,
-        outbox: RefCell::new(BytesMut::new()),
+        outbox: RefCell::new(Outbox::default()),
         outbox_changed: Signal::default(),
         in_flight: Cell::new(0),
         in_flight_changed: Signal::default(),
@@ -262,7 +298,7 @@ async fn write_answers(
     mut writer: WriteHalf<TcpStream>,
 ) -> Option<WriteHalf<TcpStream>> {
     loop {
-        let pending = connection.outbox.borrow_mut().split();
+        let pending = connection.outbox.borrow_mut().take();
         if pending.is_empty() {
             let finished = connection.reading_done.get() && connection.in_flight.get() == 0;
             if finished || connection.broken.get() {
@@ -272,9 +308,11 @@ async fn write_answers(
             connection.outbox_changed.changed().await;
             continue;
         }
-        if let Err(error) = writer.write_all(&pending).await {
-            tracing::debug!(peer = ?connection.peer, %error, "connection write failed");
-            return None;
+        for piece in pending {
+            if let Err(error) = writer.write_all(&piece).await {
+                tracing::debug!(peer = ?connection.peer, %error, "connection write failed");
+                return None;
+            }
         }
     }
 }
