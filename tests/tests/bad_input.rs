@@ -291,6 +291,30 @@ fn unknown_topic_and_queue_get_typed_errors() {
 }
 
 #[test]
+fn a_consumer_offset_past_the_queue_end_is_refused() {
+    let (_name_server, broker) = start();
+    let mut client = broker.connect();
+    client
+        .produce(TOPIC, 1, &[("", b"one"), ("", b"two")])
+        .unwrap();
+    let untouched = 0; // queue 0: nobody writes to it here
+                       // The end itself is a valid next offset; one past it is not, nor is anything on a queue
+                       // nobody wrote to.
+    client.commit_offset("billing", TOPIC, 1, 2).unwrap();
+    let refused = client.commit_offset("billing", TOPIC, 1, 3).unwrap_err();
+    assert_eq!(refused.0, ErrorCode::OffsetOutOfRange, "{}", refused.1);
+    let refused = client
+        .commit_offset("billing", TOPIC, untouched, 1)
+        .unwrap_err();
+    assert_eq!(refused.0, ErrorCode::OffsetOutOfRange, "{}", refused.1);
+    assert_eq!(client.query_offset("billing", TOPIC, 1).unwrap(), Some(2));
+    assert_eq!(
+        client.query_offset("billing", TOPIC, untouched).unwrap(),
+        None
+    );
+}
+
+#[test]
 fn oversized_message_and_batch_are_refused_with_their_codes() {
     let name_server = NameServer::start(&[]);
     let broker = BrokerConfigBuilder::new(&[name_server.address()])

@@ -14,7 +14,7 @@ use spillway_wire::message::{
     GetQueueOffsetsResponse, QueryConsumerOffsetRequest, QueryConsumerOffsetResponse,
     SearchOffsetByTimestampRequest, SearchOffsetByTimestampResponse,
 };
-use spillway_wire::{Frame, QueueOffset};
+use spillway_wire::{ErrorCode, Frame, QueueOffset};
 
 use crate::connection::Response;
 use crate::refusal::Refusal;
@@ -33,6 +33,7 @@ pub async fn commit_consumer_offset(
     let owner = shard.owner_of(&topic, queue)?;
     shard
         .run_on(owner, move |owner| async move {
+            check_committable(&owner, &topic, queue, offset)?;
             owner
                 .offsets
                 .commit(&group, &topic, queue, offset)
@@ -41,6 +42,29 @@ pub async fn commit_consumer_offset(
         })
         .await??;
     Ok(Response::header(CommitConsumerOffsetResponse {}))
+}
+
+/// Refuses (`OffsetOutOfRange`) a consumer offset past the end of its queue, which must be
+/// on this shard: the next offset to consume can be the queue's end, not beyond, or the
+/// group would skip the messages written up to it.
+pub fn check_committable(
+    owner: &Shard,
+    topic: &str,
+    queue: u32,
+    offset: u64,
+) -> Result<(), Refusal> {
+    let end = match owner.store.queue_offsets(topic, QueueId(queue)) {
+        Ok((_, end)) => end.0,
+        Err(StorageError::QueueNotFound { .. }) => 0,
+        Err(error) => return Err(Refusal::from(error)),
+    };
+    if offset > end {
+        return Err(Refusal::new(
+            ErrorCode::OffsetOutOfRange,
+            format!("offset {offset} is past the end ({end}) of {topic} queue {queue}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Handles `QueryConsumerOffset`.

@@ -27,6 +27,7 @@ use spillway_wire::message::{PullRequest, PullResponse, PullStatus};
 use spillway_wire::{ErrorCode, Frame};
 
 use crate::connection::Response;
+use crate::handlers::offsets::check_committable;
 use crate::refusal::Refusal;
 use crate::shard::Shard;
 
@@ -136,14 +137,19 @@ fn parse_tag_expression(expression: &str) -> Result<Option<Vec<String>>, Refusal
 /// Runs a pull on the queue's owner: read, and if nothing is there, wait and read again.
 async fn pull_here(shard: &Rc<Shard>, job: PullJob) -> Result<ReadBatch, Refusal> {
     if let Some(offset) = job.commit_offset.filter(|_| !job.group.is_empty()) {
-        let offsets = shard.offsets.clone();
-        let (group, topic, queue) = (job.group.clone(), job.topic.clone(), job.queue);
-        glommio::spawn_local(async move {
-            if let Err(error) = offsets.commit(&group, &topic, queue, offset).await {
-                tracing::warn!(%error, group, topic, queue, "offset commit with a pull failed");
+        match check_committable(shard, &job.topic, job.queue, offset) {
+            Err(refusal) => tracing::debug!(%refusal, "offset commit with a pull refused"),
+            Ok(()) => {
+                let offsets = shard.offsets.clone();
+                let (group, topic, queue) = (job.group.clone(), job.topic.clone(), job.queue);
+                glommio::spawn_local(async move {
+                    if let Err(error) = offsets.commit(&group, &topic, queue, offset).await {
+                        tracing::warn!(%error, group, topic, queue, "offset commit with a pull failed");
+                    }
+                })
+                .detach();
             }
-        })
-        .detach();
+        }
     }
     let filter = job
         .tags
