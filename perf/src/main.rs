@@ -160,31 +160,28 @@ fn main() -> ExitCode {
 
 fn run_storage(args: StorageArgs) -> Result<(), PerfError> {
     let report = storage_bench::run(&args.dir, args.bytes, args.rounds)?;
-    let output = if args.json {
-        let mut json = report
-            .to_json()
-            .map_err(|error| PerfError::io("serializing the report", "<stdout>", error.into()))?;
-        json.push('\n');
-        json
-    } else {
-        report.to_table()
-    };
-    std::io::stdout()
-        .lock()
-        .write_all(output.as_bytes())
-        .map_err(|source| PerfError::io("writing the report to", "<stdout>", source))
+    print_report(args.json, || report.to_json(), || report.to_table())
 }
 
 fn run_disk(args: DiskArgs) -> Result<(), PerfError> {
     let report = disk_baseline::run(&args.dir, args.bytes, disk_baseline::SYNC_WRITES)?;
-    let output = if args.json {
-        let mut json = report
-            .to_json()
+    print_report(args.json, || report.to_json(), || report.to_text())
+}
+
+/// Prints a report on stdout: with `json`, its one JSON object and a newline; else its
+/// human form.
+fn print_report<E: Into<std::io::Error>>(
+    json: bool,
+    to_json: impl FnOnce() -> Result<String, E>,
+    to_text: impl FnOnce() -> String,
+) -> Result<(), PerfError> {
+    let output = if json {
+        let mut json = to_json()
             .map_err(|error| PerfError::io("serializing the report", "<stdout>", error.into()))?;
         json.push('\n');
         json
     } else {
-        report.to_text()
+        to_text()
     };
     std::io::stdout()
         .lock()
