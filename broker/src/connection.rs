@@ -127,9 +127,8 @@ impl Connection {
 
     fn break_with(&self, shard: &Shard, error: &WireError) {
         let code = error.error_code();
-        let _ = shard.encoder.encode_error(
+        let _ = shard.encoder.encode_connection_error(
             &mut self.outbox.borrow_mut().encoding,
-            Envelope::connection_error(code),
             code,
             &error.to_string(),
         );

@@ -711,9 +711,8 @@ mod tests {
         let (address, peer) = scripted_peer(false, |_| {
             let mut output = BytesMut::new();
             FrameEncoder::new()
-                .encode_error(
+                .encode_connection_error(
                     &mut output,
-                    Envelope::connection_error(ErrorCode::ServiceUnavailable),
                     ErrorCode::ServiceUnavailable,
                     "too many connections",
                 )

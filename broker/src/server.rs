@@ -34,7 +34,7 @@ use std::time::Duration;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use spillway_storage::ShardStore;
-use spillway_wire::{Envelope, ErrorCode, ShardId};
+use spillway_wire::{ErrorCode, ShardId};
 
 use crate::config::BrokerConfig;
 use crate::consumer_offsets::ConsumerOffsetStore;
@@ -438,9 +438,8 @@ async fn accept_connections(shard: Rc<Shard>, listener: TcpListener) {
 async fn refuse_connection(shard: Rc<Shard>, mut stream: glommio::net::TcpStream) {
     use futures_lite::AsyncWriteExt;
     let mut output = bytes::BytesMut::new();
-    let encoded = shard.encoder.encode_error(
+    let encoded = shard.encoder.encode_connection_error(
         &mut output,
-        Envelope::connection_error(ErrorCode::ServiceUnavailable),
         ErrorCode::ServiceUnavailable,
         "too many connections",
     );

@@ -167,9 +167,8 @@ async fn accept_connections(listener: TcpListener, state: Rc<State>) {
 /// Best effort: a `ServiceUnavailable` connection error, then close.
 async fn refuse_connection(mut stream: TcpStream, state: &State) {
     let mut output = BytesMut::new();
-    let encoded = state.encoder.encode_error(
+    let encoded = state.encoder.encode_connection_error(
         &mut output,
-        Envelope::connection_error(ErrorCode::ServiceUnavailable),
         ErrorCode::ServiceUnavailable,
         "too many connections",
     );

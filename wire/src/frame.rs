@@ -689,6 +689,17 @@ impl FrameEncoder {
         self.encode_head_of(buffer, request.response(error_code), &detail, &[])
     }
 
+    /// Appends a connection-level error (request id 0, opcode 0) carrying `code` and
+    /// `message`: what a peer is sent before its connection closes.
+    pub fn encode_connection_error(
+        &self,
+        buffer: &mut BytesMut,
+        code: ErrorCode,
+        message: &str,
+    ) -> Result<(), WireError> {
+        self.encode_error(buffer, Envelope::connection_error(code), code, message)
+    }
+
     /// Appends a frame from an already-encoded header archive (e.g. forwarding a decoded
     /// frame). `header` must be an rkyv archive serialized from position 0.
     pub fn encode_raw(
