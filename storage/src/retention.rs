@@ -85,6 +85,30 @@ async fn delete_off_thread(path: std::path::PathBuf) -> std::io::Result<()> {
         .await
 }
 
+/// Where retired segments wait to be freed: `<shard>/commitlog-trash`, beside the log.
+pub(crate) fn trash_dir(shard_dir: &std::path::Path) -> std::path::PathBuf {
+    shard_dir.join("commitlog-trash")
+}
+
+/// Frees what a crash left in the trash (segments retired but not yet freed; the log no
+/// longer lists them), before the shard serves: at most one segment per crash, as
+/// retention frees one at a time.
+pub(crate) async fn empty_trash(shard_dir: &std::path::Path) -> Result<()> {
+    let trash = trash_dir(shard_dir);
+    let entries =
+        std::fs::read_dir(&trash).map_err(|error| StorageError::io("list trash", &trash, error))?;
+    for entry in entries {
+        let path = entry
+            .map_err(|error| StorageError::io("list trash", &trash, error))?
+            .path();
+        delete_off_thread(path.clone())
+            .await
+            .map_err(|error| StorageError::io("delete retired segment", &path, error))?;
+        tracing::info!(path = %path.display(), "freed a segment retired before a crash");
+    }
+    Ok(())
+}
+
 /// How much of a retired segment one truncate frees.
 const TRUNCATE_STEP_BYTES: u64 = 16 << 20;
 /// Pause after each step: a gigabyte is freed in about a second and a half.
@@ -125,9 +149,16 @@ impl ShardStore {
                 .segments
                 .remove(&start)
                 .expect("segment chosen above");
-            delete_off_thread(segment.path.clone())
+            // Out of the log at once (a rename, atomic), freed at leisure: a crash while
+            // it is being freed leaves a partial file in the trash, never in the log.
+            let trash = trash_dir(&self.inner.shard_dir);
+            let trashed = trash.join(segment.path.file_name().expect("segment files have names"));
+            std::fs::rename(&segment.path, &trashed).map_err(|error| {
+                StorageError::io("move segment to the trash", &segment.path, error)
+            })?;
+            delete_off_thread(trashed.clone())
                 .await
-                .map_err(|error| StorageError::io("delete segment", &segment.path, error))?;
+                .map_err(|error| StorageError::io("delete segment", &trashed, error))?;
             tracing::info!(shard = config.shard_id.0, path = %segment.path.display(), "retention deleted segment");
             // Only now, with the file empty, does this shard's descriptor close.
             drop(segment);

@@ -153,11 +153,13 @@ impl ShardStore {
         let shard_dir = config.shard_dir();
         let log_dir = shard_dir.join("commitlog");
         let index_dir = shard_dir.join("index");
-        for dir in [&log_dir, &index_dir] {
+        let trash_dir = crate::retention::trash_dir(&shard_dir);
+        for dir in [&log_dir, &index_dir, &trash_dir] {
             std::fs::create_dir_all(dir)
                 .map_err(|error| StorageError::io("create directory", dir, error))?;
         }
         probe_direct_io(&shard_dir).await?;
+        crate::retention::empty_trash(&shard_dir).await?;
 
         let mut segments = open_segments(&config, &log_dir).await?;
         let fresh = segments.is_empty();

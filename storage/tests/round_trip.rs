@@ -327,6 +327,10 @@ fn retention_deletes_old_segments_and_advances_min_offset() {
             .await
             .unwrap();
         assert_eq!(report.segments_deleted, segments_before - 1);
+        let listed = |dir: &str| std::fs::read_dir(path.join(dir)).unwrap().count();
+        assert_eq!(listed("shard-0/commitlog"), 1);
+        // Freed, not just moved aside, by the time the pass returns.
+        assert_eq!(listed("shard-0/commitlog-trash"), 0);
         let (min, max) = store.queue_offsets(TOPIC, QueueId(0)).unwrap();
         assert!(min.0 > 0 && min.0 < 300, "min offset {min:?}");
         assert_eq!(max, QueueOffset(300));
@@ -347,10 +351,14 @@ fn retention_deletes_old_segments_and_advances_min_offset() {
         assert_eq!(rest.len() as u64, 300 - min.0);
         assert_eq!(rest[0].1, body_of(0, min.0));
         store.close().await.unwrap();
+        // A segment a crash left half freed in the trash is freed at the next open.
+        let leftover = path.join("shard-0/commitlog-trash/00000000000000000000.log");
+        std::fs::write(&leftover, vec![7u8; 1 << 16]).unwrap();
         // The new minimum survives a restart.
         let store = ShardStore::open(small_config(&path, FlushMode::Async))
             .await
             .unwrap();
+        assert!(!leftover.exists());
         assert_eq!(store.queue_offsets(TOPIC, QueueId(0)).unwrap(), (min, max));
         store.close().await.unwrap();
     });
