@@ -64,6 +64,31 @@ struct SlotFlight {
     retries: VecDeque<Batch>,
 }
 
+impl SlotFlight {
+    /// Takes `batch` of `slot` into the request being built (`taken`, `total` payload
+    /// bytes); returns whether it is keyed, in which case nothing more of the slot may
+    /// follow it.
+    fn take(
+        &mut self,
+        slot: &Arc<Slot>,
+        batch: Batch,
+        taken: &mut Vec<PartInFlight>,
+        total: &mut usize,
+    ) -> bool {
+        *total += batch.data.len();
+        self.in_flight += 1;
+        let keyed = batch.keyed;
+        taken.push(PartInFlight {
+            slot: slot.clone(),
+            batch,
+        });
+        if keyed {
+            self.keyed_in_flight = true;
+        }
+        keyed
+    }
+}
+
 /// A broker group and the slots whose requests go to its master.
 struct BrokerQueues {
     health: Arc<BrokerHealth>,
@@ -447,15 +472,7 @@ impl Sender {
                     break;
                 };
                 batch.not_before = None;
-                total += length;
-                flight.in_flight += 1;
-                let keyed = batch.keyed;
-                taken.push(PartInFlight {
-                    slot: slot.clone(),
-                    batch,
-                });
-                if keyed {
-                    flight.keyed_in_flight = true;
+                if flight.take(&slot, batch, &mut taken, &mut total) {
                     slot_blocked = true;
                     break;
                 }
@@ -474,15 +491,7 @@ impl Sender {
                 let Some(batch) = batch else {
                     break;
                 };
-                total += batch.data.len();
-                flight.in_flight += 1;
-                let keyed = batch.keyed;
-                taken.push(PartInFlight {
-                    slot: slot.clone(),
-                    batch,
-                });
-                if keyed {
-                    flight.keyed_in_flight = true;
+                if flight.take(&slot, batch, &mut taken, &mut total) {
                     break;
                 }
             }

@@ -25,6 +25,8 @@ use crate::stats::{Progress, Summary};
 use crate::verification::Verification;
 use crate::LoadError;
 
+/// Most messages one pull of a load run asks for (the storage engine's own limit).
+const MAX_MESSAGES_PER_PULL: u32 = 4096;
 /// How long consumers of an `e2e` run may take to catch up once producers are done.
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -348,7 +350,7 @@ pub fn consume(args: &ConsumeArgs) -> Result<(), LoadError> {
             .map(|seconds| seconds_arg("--duration", seconds))
             .transpose()?,
         drain: args.drain,
-        max_messages_per_pull: 4096,
+        max_messages_per_pull: MAX_MESSAGES_PER_PULL,
         end_to_end: false,
         positioned: None,
     };
@@ -398,7 +400,7 @@ fn run_end_to_end(
         messages: None,
         duration: None,
         drain: false,
-        max_messages_per_pull: 4096,
+        max_messages_per_pull: MAX_MESSAGES_PER_PULL,
         end_to_end: true,
         positioned: Some(positioned.clone()),
     };
@@ -478,7 +480,7 @@ pub fn verify(args: &VerifyArgs) -> Result<bool, LoadError> {
         messages: None,
         duration: None,
         drain: true,
-        max_messages_per_pull: 4096,
+        max_messages_per_pull: MAX_MESSAGES_PER_PULL,
         end_to_end: false,
         positioned: None,
     };
