@@ -12,6 +12,13 @@
 //! not copied into the outbox: they go out from the read's own buffer, after their head.
 //! Answers carry the request id, so a long-polling pull never holds up a produce behind it.
 //!
+//! # Moving to another shard
+//!
+//! If the first frame is a `BindShard` for another shard ([`bind_shard::move_to`]), reading
+//! stops there and the socket (a duplicate of its descriptor), that frame and the bytes
+//! read behind it go to that shard, which serves the connection from its first request
+//! on ([`serve_handed`]); this shard's halves close their descriptor only.
+//!
 //! # Ends
 //!
 //! * The peer closes: pending requests finish (their answers are dropped with the
@@ -24,6 +31,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
@@ -35,6 +43,7 @@ use spillway_wire::{Envelope, ErrorCode, Frame, FrameDecoder, FrameKind, WireErr
 
 use crate::client_registry::ConnectionKey;
 use crate::dispatch;
+use crate::handlers::bind_shard;
 use crate::refusal::Refusal;
 use crate::shard::Shard;
 
@@ -165,11 +174,41 @@ impl Outbox {
     }
 }
 
-/// Serves one accepted connection until it ends (see the module docs).
+/// Serves one accepted connection until it ends (see the module docs), or until its first
+/// request binds it to another shard, which then serves it.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    serve_from(
+        shard,
+        stream,
+        None,
+        BytesMut::with_capacity(READ_CHUNK_BYTES),
+    )
+    .await;
+}
+
+/// Serves a connection handed over by the shard that accepted it: its first request
+/// (`first`, the `BindShard` that moved it) and the bytes read after it come along.
+pub async fn serve_handed(shard: Rc<Shard>, socket: OwnedFd, first: Frame, input: BytesMut) {
+    // SAFETY: the descriptor is an open TCP socket, owned here and nowhere else.
+    let stream = unsafe { TcpStream::from_raw_fd(socket.into_raw_fd()) };
+    let limit = shard.config.limits.max_connections_per_shard;
+    if shard.connections() >= limit {
+        tracing::warn!(
+            shard = shard.id.0,
+            limit,
+            "bound connection refused: too many connections"
+        );
+        crate::server::refuse_connection(shard, stream).await;
+        return;
+    }
+    serve_from(shard, stream, Some(first), input).await;
+}
+
+async fn serve_from(shard: Rc<Shard>, stream: TcpStream, first: Option<Frame>, input: BytesMut) {
     let _counted = shard.connection_opened();
     let peer = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
+    let socket = stream.as_raw_fd();
     let connection = Rc::new(Connection {
         key: ConnectionKey {
             shard: shard.id.0,
@@ -187,7 +226,24 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     tracing::debug!(?peer, shard = shard.id.0, "connection opened");
     let (reader, writer) = futures_lite::io::split(stream);
     let writer = glommio::spawn_local(write_answers(connection.clone(), writer));
-    let stream = read_requests(&shard, &connection, reader).await;
+    // A handed-over connection has had its first request read already: it may not move
+    // again.
+    let may_move = first.is_none();
+    if let Some(first) = first {
+        start_request(&shard, &connection, first);
+    }
+    let (stream, moving) = read_requests(&shard, &connection, reader, input, may_move).await;
+    // The socket outlives this shard's halves of it: they close their descriptor only.
+    // SAFETY: `socket` is the stream's descriptor, open until `stream` drops below.
+    let moving = moving.and_then(|(target, frame, input)| {
+        match unsafe { BorrowedFd::borrow_raw(socket) }.try_clone_to_owned() {
+            Ok(copy) => Some((target, copy, frame, input)),
+            Err(error) => {
+                tracing::warn!(?peer, %error, "could not hand a connection to its shard");
+                None
+            }
+        }
+    });
     connection.reading_done.set(true);
     connection.outbox_changed.notify();
     // Every request finishes (answered if the socket still takes it) before the socket goes.
@@ -204,18 +260,36 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             crate::handlers::clients::connection_closed(&shard, key);
         });
     }
+    if let Some((target, socket, frame, input)) = moving {
+        tracing::debug!(
+            ?peer,
+            shard = shard.id.0,
+            target = target.0,
+            "connection handed over"
+        );
+        shard.post_to(target, move |shard| {
+            serve_handed(shard, socket, frame, input)
+        });
+        return;
+    }
     tracing::debug!(?peer, shard = shard.id.0, "connection closed");
 }
 
-/// Reads and dispatches frames until the peer closes, the stream breaks, or shutdown.
+/// A connection's move to another shard: the shard, the `BindShard` frame that asked for
+/// it, and the bytes read after that frame.
+type Moving = (spillway_wire::ShardId, Frame, BytesMut);
+
+/// Reads and dispatches frames until the peer closes, the stream breaks, or shutdown; or,
+/// when the connection `may_move`, until its first frame binds it to another shard.
 async fn read_requests(
     shard: &Rc<Shard>,
     connection: &Rc<Connection>,
     mut reader: ReadHalf<TcpStream>,
-) -> ReadHalf<TcpStream> {
+    mut input: BytesMut,
+    mut may_move: bool,
+) -> (ReadHalf<TcpStream>, Option<Moving>) {
     let decoder = FrameDecoder::with_max_frame_bytes(shard.config.limits.max_frame_bytes);
     let limit = shard.config.limits.max_in_flight_requests_per_connection;
-    let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
     loop {
         // Decode everything already read before reading more.
         loop {
@@ -224,17 +298,24 @@ async fn read_requests(
                 continue;
             }
             match decoder.decode(&mut input) {
-                Ok(Some(frame)) => start_request(shard, connection, frame),
+                Ok(Some(frame)) => {
+                    if std::mem::take(&mut may_move) {
+                        if let Some(target) = bind_shard::move_to(shard, &frame) {
+                            return (reader, Some((target, frame, input)));
+                        }
+                    }
+                    start_request(shard, connection, frame);
+                }
                 Ok(None) => break,
                 Err(error) => {
                     tracing::warn!(peer = ?connection.peer, %error, "unreadable stream, closing the connection");
                     connection.break_with(shard, &error);
-                    return reader;
+                    return (reader, None);
                 }
             }
         }
         if shard.is_shutting_down() || connection.broken.get() {
-            return reader;
+            return (reader, None);
         }
         input.reserve(READ_CHUNK_BYTES);
         let read = {
@@ -253,16 +334,16 @@ async fn read_requests(
         match read {
             Ok(0) => {
                 tracing::debug!(peer = ?connection.peer, "connection closed by peer");
-                return reader;
+                return (reader, None);
             }
-            Ok(usize::MAX) => return reader,
+            Ok(usize::MAX) => return (reader, None),
             Ok(read) => {
                 // SAFETY: `read` bytes of the spare capacity were just written by the socket.
                 unsafe { input.set_len(input.len() + read) };
             }
             Err(error) => {
                 tracing::debug!(peer = ?connection.peer, %error, "connection read failed");
-                return reader;
+                return (reader, None);
             }
         }
     }

@@ -12,7 +12,7 @@ use spillway_wire::message::UnregisterBrokerResponse;
 use spillway_wire::{ErrorCode, Frame, Opcode};
 
 use crate::connection::Connection;
-use crate::handlers::{clients, offsets, produce, pull, topics};
+use crate::handlers::{bind_shard, clients, offsets, produce, pull, topics};
 use crate::refusal::Refusal;
 use crate::shard::Shard;
 
@@ -33,6 +33,10 @@ pub async fn dispatch(shard: &Rc<Shard>, connection: &Rc<Connection>, frame: Fra
         }
         Opcode::Pull => {
             let result = pull::pull(shard, &frame).await;
+            connection.respond(shard, &envelope, result);
+        }
+        Opcode::BindShard => {
+            let result = bind_shard::bind_shard(shard, &frame);
             connection.respond(shard, &envelope, result);
         }
         Opcode::CommitConsumerOffset => {

@@ -435,7 +435,7 @@ async fn accept_connections(shard: Rc<Shard>, listener: TcpListener) {
 }
 
 /// Best effort: a `ServiceUnavailable` connection error, then close.
-async fn refuse_connection(shard: Rc<Shard>, mut stream: glommio::net::TcpStream) {
+pub(crate) async fn refuse_connection(shard: Rc<Shard>, mut stream: glommio::net::TcpStream) {
     use futures_lite::AsyncWriteExt;
     let mut output = bytes::BytesMut::new();
     let encoded = shard.encoder.encode_connection_error(

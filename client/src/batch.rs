@@ -261,6 +261,9 @@ pub(crate) struct Slot {
     pub(crate) topic: Arc<str>,
     pub(crate) broker: Arc<BrokerHealth>,
     pub(crate) queue_id: u32,
+    /// The broker shard owning the queue, per the route the slot was made from: its
+    /// batches go on a connection bound to that shard. `None` if the route did not say.
+    pub(crate) shard: Option<u16>,
     state: Mutex<SlotState>,
 }
 
@@ -302,12 +305,14 @@ impl Slot {
         topic: Arc<str>,
         broker: Arc<BrokerHealth>,
         queue_id: u32,
+        shard: Option<u16>,
     ) -> Slot {
         Slot {
             id,
             topic,
             broker,
             queue_id,
+            shard,
             state: Mutex::new(SlotState {
                 open: None,
                 sealed: VecDeque::new(),
@@ -524,6 +529,7 @@ mod tests {
             Arc::from("t"),
             Arc::new(BrokerHealth::new(Arc::from("b"))),
             0,
+            None,
         )
     }
 

@@ -196,7 +196,19 @@ impl ClientInner {
         request: &H,
         extra_wait: Duration,
     ) -> Result<Frame> {
-        let connection = self.pool.get(address);
+        self.call_bound(address, None, request, extra_wait).await
+    }
+
+    /// [`ClientInner::call`] on the connection bound to broker shard `shard` (unbound if
+    /// `None`): for requests about one queue, sent to the shard that owns it.
+    pub(crate) async fn call_bound<H: WireHeader + Sync>(
+        &self,
+        address: &str,
+        shard: Option<u16>,
+        request: &H,
+        extra_wait: Duration,
+    ) -> Result<Frame> {
+        let connection = self.pool.get_bound(address, shard);
         connection
             .call(
                 request,

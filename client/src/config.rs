@@ -232,7 +232,8 @@ pub struct ProducerConfig {
     /// Pause before the n-th retry to the same queue (keyed sends): n × this. Default
     /// [`DEFAULT_RETRY_BACKOFF`].
     pub retry_backoff: Duration,
-    /// Produce requests of this producer in flight to one broker at once. Default
+    /// Produce requests of this producer in flight to one broker shard at once (each
+    /// request carries the batches of one shard's queues). Default
     /// [`DEFAULT_MAX_IN_FLIGHT_REQUESTS_PER_BROKER`].
     pub max_in_flight_requests_per_broker: usize,
     /// When brokers acknowledge. Default [`FlushExpectation::BrokerDefault`].

@@ -39,8 +39,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use spillway_wire::message::{BindShardRequest, BindShardResponse};
 use spillway_wire::{
-    Envelope, ErrorCode, Frame, FrameDecoder, FrameEncoder, FrameKind, RequestId, WireHeader,
+    Envelope, ErrorCode, Frame, FrameDecoder, FrameEncoder, FrameKind, RequestId, ShardId,
+    WireHeader,
 };
 
 use crate::budget::{Budget, Permit};
@@ -48,6 +50,9 @@ use crate::error::{ClientError, Result};
 
 /// How often the reader looks for requests past their deadline.
 pub const DEADLINE_SCAN_INTERVAL: Duration = Duration::from_millis(50);
+/// How long a broker may take to answer `BindShard` once connected (the answer only
+/// waits for the socket to reach its shard).
+pub const BIND_SHARD_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes the reader asks the socket for at least, per read.
 pub const MIN_READ_BYTES: usize = 64 << 10;
 /// Bytes the reader asks the socket for at most, per read (a larger frame takes several).
@@ -215,7 +220,13 @@ pub(crate) struct Connection {
 impl Connection {
     /// Starts connecting to `address` (`host:port`) on a new writer thread and returns at
     /// once; requests sent meanwhile go out once connected (or fail if it cannot connect).
-    pub(crate) fn open(address: &str, settings: ConnectionSettings) -> Arc<Connection> {
+    /// With `shard`, the connection's first request binds it to that shard of the broker
+    /// (`BindShard`), so requests for that shard's queues skip the broker's cross-shard hop.
+    pub(crate) fn open(
+        address: &str,
+        settings: ConnectionSettings,
+        shard: Option<u16>,
+    ) -> Arc<Connection> {
         let shared = Arc::new(Shared {
             address: Arc::from(address),
             table: Mutex::new(PendingTable::default()),
@@ -239,7 +250,35 @@ impl Connection {
         if let Err(error) = spawned {
             shared.fail_all(ClientError::io(address, error));
         }
+        if let Some(shard) = shard {
+            connection.bind_shard(shard, settings.connect_timeout + BIND_SHARD_ANSWER_TIMEOUT);
+        }
         connection
+    }
+
+    /// Sends `BindShard` as the connection's first request. Requests may follow at once:
+    /// the broker moves them along with the socket. A refusal (a route that names more
+    /// shards than the broker has) is only logged: every shard serves every queue, the
+    /// bound one only sooner.
+    fn bind_shard(&self, shard: u16, timeout: Duration) {
+        let Some(permit) = self.try_permit() else {
+            return;
+        };
+        let address = self.shared.address.clone();
+        let reply = Reply::Callback(Box::new(move |result: Result<Frame>| {
+            let bound = result.and_then(|frame| {
+                decode_response::<BindShardResponse>(&frame, &address, "bind to a shard")
+            });
+            if let Err(error) = bound {
+                tracing::debug!(%address, shard, %error, "connection not bound to its shard");
+            }
+        }));
+        let request = BindShardRequest {
+            shard: ShardId(shard),
+        };
+        if let Err(error) = self.send(&request, Vec::new(), timeout, reply, permit) {
+            tracing::debug!(address = %self.shared.address, shard, %error, "could not bind a connection");
+        }
     }
 
     /// The peer's address as configured.
@@ -382,11 +421,15 @@ pub(crate) fn decode_response<R: WireHeader>(
     Ok(frame.deserialize_header::<R>()?)
 }
 
-/// Keeps one connection per address; a broken one is replaced on next use.
+/// Keeps one connection per address and shard binding (unbound, or bound to one shard of
+/// the broker there); a broken one is replaced on next use.
 pub(crate) struct ConnectionPool {
     settings: ConnectionSettings,
-    connections: Mutex<HashMap<String, Arc<Connection>>>,
+    connections: Mutex<HashMap<PoolKey, Arc<Connection>>>,
 }
+
+/// A pooled connection's address and the broker shard it is bound to, if any.
+type PoolKey = (String, Option<u16>);
 
 impl ConnectionPool {
     pub(crate) fn new(settings: ConnectionSettings) -> ConnectionPool {
@@ -396,20 +439,28 @@ impl ConnectionPool {
         }
     }
 
-    /// The connection to `address`, opening a new one if there is none or it broke. Never
-    /// blocks on the network.
+    /// The unbound connection to `address`, opening a new one if there is none or it
+    /// broke. Never blocks on the network.
     pub(crate) fn get(&self, address: &str) -> Arc<Connection> {
+        self.get_bound(address, None)
+    }
+
+    /// The connection to `address` bound to `shard` (`None`: unbound, served by whichever
+    /// shard accepted it), opening a new one if there is none or it broke. Never blocks on
+    /// the network.
+    pub(crate) fn get_bound(&self, address: &str, shard: Option<u16>) -> Arc<Connection> {
         let mut connections = self
             .connections
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(connection) = connections.get(address) {
+        let key = (address.to_owned(), shard);
+        if let Some(connection) = connections.get(&key) {
             if !connection.is_broken() {
                 return connection.clone();
             }
         }
-        let connection = Connection::open(address, self.settings);
-        connections.insert(address.to_owned(), connection.clone());
+        let connection = Connection::open(address, self.settings, shard);
+        connections.insert(key, connection.clone());
         connection
     }
 }
@@ -685,7 +736,7 @@ mod tests {
     #[test]
     fn many_requests_in_flight_are_matched_by_id() {
         let (address, _server) = fake_server(list_topics_answer);
-        let connection = Connection::open(&address, settings());
+        let connection = Connection::open(&address, settings(), None);
         let answers: Vec<flume::Receiver<Result<Frame>>> = (0..10)
             .map(|_| {
                 let (reply, answer) = flume::bounded(1);
@@ -716,7 +767,7 @@ mod tests {
     #[test]
     fn silent_peer_times_out_and_breaks_the_connection() {
         let (address, _server) = fake_server(|_, _| {});
-        let connection = Connection::open(&address, settings());
+        let connection = Connection::open(&address, settings(), None);
         let result = futures_lite::future::block_on(connection.call(
             &ListTopicsRequest {},
             Bytes::new(),
@@ -757,5 +808,69 @@ mod tests {
         assert!(result.unwrap_err().is_retriable());
         assert!(connection.is_broken());
         assert!(!Arc::ptr_eq(&connection, &pool.get(&address)));
+    }
+
+    #[test]
+    fn a_bound_connection_sends_bind_shard_first_and_the_pool_keeps_it_apart() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let (seen, heard) = flume::unbounded();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let decoder = FrameDecoder::new();
+            let mut input = BytesMut::new();
+            let mut chunk = vec![0; 1 << 16];
+            loop {
+                let read = match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(read) => read,
+                };
+                input.extend_from_slice(&chunk[..read]);
+                let mut output = BytesMut::new();
+                while let Some(frame) = decoder.decode(&mut input).unwrap() {
+                    let opcode = frame.opcode().unwrap();
+                    if opcode == spillway_wire::Opcode::BindShard {
+                        let shard = frame.header::<BindShardRequest>().unwrap().shard.0;
+                        seen.send((opcode, Some(shard.to_native()))).unwrap();
+                        FrameEncoder::new()
+                            .encode(
+                                &mut output,
+                                frame.envelope().response(ErrorCode::Ok),
+                                &BindShardResponse {
+                                    shard: ShardId(shard.to_native()),
+                                },
+                                &[],
+                            )
+                            .unwrap();
+                    } else {
+                        seen.send((opcode, None)).unwrap();
+                        list_topics_answer(&frame, &mut output);
+                    }
+                }
+                if stream.write_all(&output).is_err() {
+                    return;
+                }
+            }
+        });
+        let pool = ConnectionPool::new(settings());
+        let bound = pool.get_bound(&address, Some(1));
+        assert!(Arc::ptr_eq(&bound, &pool.get_bound(&address, Some(1))));
+        let answer = futures_lite::future::block_on(bound.call(
+            &ListTopicsRequest {},
+            Bytes::new(),
+            Duration::from_secs(5),
+        ));
+        assert!(answer.is_ok(), "{answer:?}");
+        assert_eq!(
+            heard.recv().unwrap(),
+            (spillway_wire::Opcode::BindShard, Some(1))
+        );
+        assert_eq!(
+            heard.recv().unwrap(),
+            (spillway_wire::Opcode::ListTopics, None)
+        );
+        // Unbound, or bound to another shard: other connections.
+        assert!(!Arc::ptr_eq(&bound, &pool.get(&address)));
+        assert!(!Arc::ptr_eq(&bound, &pool.get_bound(&address, Some(0))));
     }
 }

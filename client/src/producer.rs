@@ -8,12 +8,13 @@
 //!    queue of the topic, skipping brokers that just failed, or by the hash of a key) and
 //!    the message is encoded into that queue's open batch ([`crate::batch`]). The topic's
 //!    route comes from the client's cache.
-//! 2. On the producer's sender thread ([`crate::sender`]): a broker is *ready* once one of
-//!    its queues has a full batch, a batch older than `linger`, a blocked caller, a retry
-//!    due, or a flush; the sender then takes what every queue of that broker holds and
-//!    sends it as one multi-part produce request, up to `max_in_flight_requests_per_broker`
-//!    requests in flight per broker. While requests are in flight, messages keep
-//!    gathering, so batches grow with the load (as with Nagle's algorithm).
+//! 2. On the producer's sender thread ([`crate::sender`]): a broker shard is *ready* once
+//!    one of its queues has a full batch, a batch older than `linger`, a blocked caller, a
+//!    retry due, or a flush; the sender then takes what every queue of that shard holds
+//!    and sends it as one multi-part produce request on a connection bound to the shard,
+//!    up to `max_in_flight_requests_per_broker` requests in flight per broker shard. While
+//!    requests are in flight, messages keep gathering, so batches grow with the load (as
+//!    with Nagle's algorithm).
 //! 3. The answer arrives on the connection's reader thread, which hands it to the sender
 //!    thread; each message's reply gets its own offset (the part's first offset plus its
 //!    index), or the error once retries are exhausted.
@@ -375,8 +376,14 @@ impl Shared {
                     .slots
                     .entry(key)
                     .or_insert_with(|| {
-                        let slot =
-                            Arc::new(Slot::new(next_id, topic.clone(), health.clone(), queue_id));
+                        let shard = broker.shard_for(queue_id);
+                        let slot = Arc::new(Slot::new(
+                            next_id,
+                            topic.clone(),
+                            health.clone(),
+                            queue_id,
+                            shard,
+                        ));
                         let _ = self.events.send(Event::NewSlot(slot.clone()));
                         slot
                     })

@@ -66,8 +66,15 @@ pub(crate) enum Member {
     Any,
 }
 
-/// The address of `queue`'s broker group in `route`.
-fn address_of(route: &TopicRoute, queue: &MessageQueue, member: Member) -> Result<String> {
+/// Where an operation on a queue goes: its broker's address, and the broker shard owning
+/// the queue (requests go on a connection bound to it; `None` if the route did not say).
+pub(crate) struct QueueBroker {
+    pub(crate) address: String,
+    pub(crate) shard: Option<u16>,
+}
+
+/// The address of `queue`'s broker group in `route`, and the queue's shard there.
+fn address_of(route: &TopicRoute, queue: &MessageQueue, member: Member) -> Result<QueueBroker> {
     let unavailable = |reason| ClientError::BrokerUnavailable {
         topic: queue.topic.clone(),
         broker_name: queue.broker_name.clone(),
@@ -80,13 +87,16 @@ fn address_of(route: &TopicRoute, queue: &MessageQueue, member: Member) -> Resul
         Member::Master => broker.master_address(),
         Member::Any => broker.read_address(),
     };
-    address
-        .map(str::to_owned)
-        .ok_or_else(|| unavailable("no live member of the group can serve this"))
+    let address =
+        address.ok_or_else(|| unavailable("no live member of the group can serve this"))?;
+    Ok(QueueBroker {
+        address: address.to_owned(),
+        shard: broker.shard_for(queue.queue_id),
+    })
 }
 
-/// Runs `attempt` against the address of `queue`'s broker; if it fails in a way that
-/// suggests the route moved, refreshes the route and runs it once more.
+/// Runs `attempt` against `queue`'s broker (and shard); if it fails in a way that suggests
+/// the route moved, refreshes the route and runs it once more.
 pub(crate) async fn on_queue_broker<T, F, Fut>(
     client: &ClientInner,
     queue: &MessageQueue,
@@ -94,7 +104,7 @@ pub(crate) async fn on_queue_broker<T, F, Fut>(
     attempt: F,
 ) -> Result<T>
 where
-    F: Fn(String) -> Fut,
+    F: Fn(QueueBroker) -> Fut,
     Fut: Future<Output = Result<T>>,
 {
     let route = client.route(&queue.topic).await?;
@@ -114,14 +124,17 @@ pub(crate) async fn queue_offsets(
     client: &ClientInner,
     queue: &MessageQueue,
 ) -> Result<(u64, u64)> {
-    on_queue_broker(client, queue, Member::Any, |address| async move {
+    on_queue_broker(client, queue, Member::Any, |broker| async move {
+        let address = &broker.address;
         let request = GetQueueOffsetsRequest {
             topic: queue.topic.clone(),
             queue_id: QueueId(queue.queue_id),
         };
-        let frame = client.call(&address, &request, Duration::ZERO).await?;
+        let frame = client
+            .call_bound(address, broker.shard, &request, Duration::ZERO)
+            .await?;
         let response =
-            decode_response::<GetQueueOffsetsResponse>(&frame, &address, "queue offsets")?;
+            decode_response::<GetQueueOffsetsResponse>(&frame, address, "queue offsets")?;
         Ok((response.min_offset.0, response.max_offset.0))
     })
     .await
@@ -133,15 +146,18 @@ pub(crate) async fn committed_offset(
     consumer_group: &str,
     queue: &MessageQueue,
 ) -> Result<Option<u64>> {
-    on_queue_broker(client, queue, Member::Master, |address| async move {
+    on_queue_broker(client, queue, Member::Master, |broker| async move {
+        let address = &broker.address;
         let request = QueryConsumerOffsetRequest {
             consumer_group: consumer_group.to_owned(),
             topic: queue.topic.clone(),
             queue_id: QueueId(queue.queue_id),
         };
-        let frame = client.call(&address, &request, Duration::ZERO).await?;
+        let frame = client
+            .call_bound(address, broker.shard, &request, Duration::ZERO)
+            .await?;
         let response =
-            decode_response::<QueryConsumerOffsetResponse>(&frame, &address, "query offset")?;
+            decode_response::<QueryConsumerOffsetResponse>(&frame, address, "query offset")?;
         Ok(response.offset.map(|offset| offset.0))
     })
     .await
@@ -268,20 +284,18 @@ impl PullConsumer {
             let topic = &topic;
             let broker_name = &broker_name;
             let queue = &queue;
-            on_queue_broker(client, queue, Member::Any, |address| async move {
+            on_queue_broker(client, queue, Member::Any, |broker| async move {
+                let address = &broker.address;
                 let extra_wait = Duration::from_millis(u64::from(max_wait_ms));
-                let frame = client.call(&address, request, extra_wait).await?;
-                let response = decode_response::<PullResponse>(&frame, &address, "pull")?;
-                let messages = parse_records(
-                    frame.payload(),
-                    topic,
-                    broker_name,
-                    queue.queue_id,
-                    &address,
-                )?;
+                let frame = client
+                    .call_bound(address, broker.shard, request, extra_wait)
+                    .await?;
+                let response = decode_response::<PullResponse>(&frame, address, "pull")?;
+                let messages =
+                    parse_records(frame.payload(), topic, broker_name, queue.queue_id, address)?;
                 if messages.len() != response.record_count as usize {
                     return Err(ClientError::bad_response(
-                        &address,
+                        address,
                         format!(
                             "pull of {queue} says {} records and carries {}",
                             response.record_count,
@@ -323,9 +337,12 @@ impl PullConsumer {
         async move {
             let client = &*client;
             let request = &request;
-            on_queue_broker(client, &queue, Member::Master, |address| async move {
-                let frame = client.call(&address, request, Duration::ZERO).await?;
-                decode_response::<CommitConsumerOffsetResponse>(&frame, &address, "commit offset")
+            on_queue_broker(client, &queue, Member::Master, |broker| async move {
+                let address = &broker.address;
+                let frame = client
+                    .call_bound(address, broker.shard, request, Duration::ZERO)
+                    .await?;
+                decode_response::<CommitConsumerOffsetResponse>(&frame, address, "commit offset")
                     .map(drop)
             })
             .await
@@ -386,11 +403,14 @@ impl PullConsumer {
         async move {
             let client = &*client;
             let request = &request;
-            on_queue_broker(client, &queue, Member::Any, |address| async move {
-                let frame = client.call(&address, request, Duration::ZERO).await?;
+            on_queue_broker(client, &queue, Member::Any, |broker| async move {
+                let address = &broker.address;
+                let frame = client
+                    .call_bound(address, broker.shard, request, Duration::ZERO)
+                    .await?;
                 let response = decode_response::<SearchOffsetByTimestampResponse>(
                     &frame,
-                    &address,
+                    address,
                     "offset for timestamp",
                 )?;
                 Ok(response.offset.0)

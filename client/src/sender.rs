@@ -1,6 +1,7 @@
-//! The producer's sender thread: decides when each broker's batches go, builds one
-//! multi-part produce request per broker from them, and settles every batch when its
-//! answer comes: acknowledged, retried, or failed.
+//! The producer's sender thread: decides when each broker shard's batches go, builds one
+//! multi-part produce request per broker shard from them (sent on a connection bound to
+//! that shard, so the broker appends without crossing shards), and settles every batch
+//! when its answer comes: acknowledged, retried, or failed.
 //!
 //! # Why one thread
 //!
@@ -92,6 +93,9 @@ impl SlotFlight {
 /// A broker group and the slots whose requests go to its master.
 struct BrokerQueues {
     health: Arc<BrokerHealth>,
+    /// The shard of the broker these queues live on: requests go on a connection bound
+    /// to it.
+    shard: Option<u16>,
     slots: Vec<Arc<Slot>>,
     in_flight: usize,
     /// Rotates the slot a request starts with, so no queue always comes last.
@@ -133,8 +137,9 @@ pub(crate) struct Sender {
     events: flume::Receiver<Event>,
     slots: Vec<Option<Arc<Slot>>>,
     flights: Vec<SlotFlight>,
+    /// One entry per broker group and shard: a request carries the batches of one shard.
     brokers: Vec<BrokerQueues>,
-    broker_index: HashMap<Arc<str>, usize>,
+    broker_index: HashMap<(Arc<str>, Option<u16>), usize>,
     in_flight: HashMap<u64, RequestInFlight>,
     next_request: u64,
     flushes: Vec<FlushWaiter>,
@@ -226,18 +231,19 @@ impl Sender {
             return;
         }
         self.slots[slot.id] = Some(slot.clone());
-        let broker = match self.broker_index.get(&slot.broker.name) {
+        let key = (slot.broker.name.clone(), slot.shard);
+        let broker = match self.broker_index.get(&key) {
             Some(&index) => index,
             None => {
                 self.brokers.push(BrokerQueues {
                     health: slot.broker.clone(),
+                    shard: slot.shard,
                     slots: Vec::new(),
                     in_flight: 0,
                     rotation: 0,
                     paused_until: None,
                 });
-                self.broker_index
-                    .insert(slot.broker.name.clone(), self.brokers.len() - 1);
+                self.broker_index.insert(key, self.brokers.len() - 1);
                 self.brokers.len() - 1
             }
         };
@@ -332,10 +338,11 @@ impl Sender {
     /// and sends it as one produce request.
     fn send_to_broker(&mut self, broker: usize, now: Instant) -> SendOutcome {
         let name = self.brokers[broker].health.name.clone();
+        let shard = self.brokers[broker].shard;
         let address = self.shared.client.routes.master_address(&name);
         let connection = address
             .as_deref()
-            .map(|address| self.shared.client.pool.get(address));
+            .map(|address| self.shared.client.pool.get_bound(address, shard));
         let permit = match &connection {
             Some(connection) => match connection.try_permit() {
                 Some(permit) => Some(permit),
@@ -601,11 +608,15 @@ impl Sender {
         }
     }
 
-    /// Round-robin sends avoid `broker` for [`BROKER_PAUSE`].
+    /// Round-robin sends avoid `broker`'s group (every shard of it) for [`BROKER_PAUSE`].
     fn pause(&mut self, broker: usize, now: Instant) {
-        let queues = &mut self.brokers[broker];
-        queues.paused_until = Some(now + BROKER_PAUSE);
-        queues.health.paused.store(true, Ordering::Relaxed);
+        let health = self.brokers[broker].health.clone();
+        for queues in &mut self.brokers {
+            if Arc::ptr_eq(&queues.health, &health) {
+                queues.paused_until = Some(now + BROKER_PAUSE);
+            }
+        }
+        health.paused.store(true, Ordering::Relaxed);
     }
 
     /// Sends a failed batch again (same slot if keyed, else another broker group's) if the

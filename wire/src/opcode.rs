@@ -29,6 +29,10 @@ pub enum Opcode {
     /// Read records of one queue from an offset, waiting up to a time for new ones.
     /// Client → broker.
     Pull = 101,
+    /// Have the connection served by one shard of the broker: the shard owning the
+    /// queues the client will use there, so its requests skip the cross-shard hop. The
+    /// first request of a connection; a later one is refused. Client → broker.
+    BindShard = 102,
 
     /// Store a consumer group's offset for a queue. Client → broker.
     CommitConsumerOffset = 200,
@@ -65,9 +69,10 @@ pub enum Opcode {
 }
 
 /// Every opcode, in numeric order.
-pub const ALL_OPCODES: [Opcode; 16] = [
+pub const ALL_OPCODES: [Opcode; 17] = [
     Opcode::Produce,
     Opcode::Pull,
+    Opcode::BindShard,
     Opcode::CommitConsumerOffset,
     Opcode::QueryConsumerOffset,
     Opcode::GetQueueOffsets,
@@ -90,6 +95,7 @@ impl Opcode {
         Some(match number {
             100 => Opcode::Produce,
             101 => Opcode::Pull,
+            102 => Opcode::BindShard,
             200 => Opcode::CommitConsumerOffset,
             201 => Opcode::QueryConsumerOffset,
             202 => Opcode::GetQueueOffsets,
@@ -130,6 +136,7 @@ mod tests {
         match opcode {
             Opcode::Produce => 100,
             Opcode::Pull => 101,
+            Opcode::BindShard => 102,
             Opcode::CommitConsumerOffset => 200,
             Opcode::QueryConsumerOffset => 201,
             Opcode::GetQueueOffsets => 202,

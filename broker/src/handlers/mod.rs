@@ -3,6 +3,7 @@
 //! ([`crate::shard::Shard::run_on`]), and returns the response header (and payload) or a
 //! [`crate::refusal::Refusal`]. Handlers never touch the socket.
 
+pub mod bind_shard;
 pub mod clients;
 pub mod offsets;
 pub mod produce;

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `produce.rs` | `Produce` |
 //! | `pull.rs` | `Pull` |
+//! | `bind_shard.rs` | `BindShard` |
 //! | `consumer_offset.rs` | `CommitConsumerOffset`, `QueryConsumerOffset` |
 //! | `queue_offset.rs` | `GetQueueOffsets`, `SearchOffsetByTimestamp` |
 //! | `topic.rs` | `CreateTopic`, `DeleteTopic`, `ListTopics` (and `TopicConfig`, `ShardLayout`) |
@@ -21,6 +22,7 @@
 //! Changing a type changes its archive layout, which is a protocol change: add new
 //! operations (new opcodes) rather than editing shipped types, or bump the frame version.
 
+mod bind_shard;
 mod broker_registry;
 mod client_registry;
 mod consumer_offset;
@@ -30,6 +32,7 @@ mod queue_offset;
 mod route;
 mod topic;
 
+pub use bind_shard::*;
 pub use broker_registry::*;
 pub use client_registry::*;
 pub use consumer_offset::*;
@@ -86,6 +89,7 @@ macro_rules! wire_headers {
 wire_headers! {
     Produce => ProduceRequest, ProduceResponse;
     Pull => PullRequest, PullResponse;
+    BindShard => BindShardRequest, BindShardResponse;
     CommitConsumerOffset => CommitConsumerOffsetRequest, CommitConsumerOffsetResponse;
     QueryConsumerOffset => QueryConsumerOffsetRequest, QueryConsumerOffsetResponse;
     GetQueueOffsets => GetQueueOffsetsRequest, GetQueueOffsetsResponse;
@@ -189,6 +193,7 @@ pub(crate) mod test_support {
         let mut samples = Samples::default();
         super::produce::samples(&mut samples);
         super::pull::samples(&mut samples);
+        super::bind_shard::samples(&mut samples);
         super::consumer_offset::samples(&mut samples);
         super::queue_offset::samples(&mut samples);
         super::topic::samples(&mut samples);
