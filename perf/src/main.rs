@@ -8,6 +8,10 @@
 //! * `disk --dir DIR [--bytes N] [--json]`: the disk's own speed under DIR through io_uring
 //!   with O_DIRECT (sequential write and read, 4 KiB write + fdatasync latency), the
 //!   baseline `perf/scripts/bench_cluster.sh` reports cluster figures against.
+//! * `disk-paced --dir DIR --mb-s R [--seconds S] [--json]`: the disk's own
+//!   append-to-durable latency with bytes arriving at R MB/s, group-committed by one
+//!   writer (O_DIRECT write + fdatasync per group): the floor under end-to-end latency at
+//!   that rate.
 //!
 //! Hidden subcommands, which the local cluster (`spillway_perf::local_cluster`) runs as
 //! child processes of this same binary:
@@ -16,14 +20,15 @@
 //! * `serve-nameserver [--listen ADDR] ...`: a name server, as `spillway-nameserver`.
 //!
 //! Results go to stdout (a table, or exactly one JSON object with `--json`); logs and errors
-//! go to stderr (`RUST_LOG` sets the level, default `info`). The `storage` and `disk`
-//! modules talk to the storage engine or the disk directly; they know nothing about brokers
+//! go to stderr (`RUST_LOG` sets the level, default `info`). The `storage`, `disk` and
+//! `disk-paced` modules talk to the storage engine or the disk directly; they know nothing about brokers
 //! or the wire.
 
 mod byte_size;
 mod disk_baseline;
 mod engine_append;
 mod error;
+mod paced_write;
 mod raw_read;
 mod raw_write;
 mod report;
@@ -36,6 +41,7 @@ use std::error::Error as _;
 use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -72,6 +78,10 @@ enum Command {
     /// Measure the disk itself through io_uring with O_DIRECT: sequential write and read
     /// MB/s, and the latency of a 4 KiB write + fdatasync at queue depth 1.
     Disk(DiskArgs),
+    /// The disk's own append-to-durable latency at a byte rate: bytes arrive at --mb-s and
+    /// one writer group-commits them (O_DIRECT write + fdatasync per group), as a floor
+    /// under a cluster's end-to-end latency at that rate.
+    DiskPaced(DiskPacedArgs),
     /// Run a broker from a config file, as `spillway-broker` (for the local cluster).
     #[command(hide = true)]
     ServeBroker(ServeBrokerArguments),
@@ -113,6 +123,23 @@ struct DiskArgs {
     json: bool,
 }
 
+#[derive(Debug, clap::Args)]
+struct DiskPacedArgs {
+    /// Directory on the disk to measure (not tmpfs); the run writes into a fresh
+    /// subdirectory and removes it at the end.
+    #[arg(long)]
+    dir: PathBuf,
+    /// Arrival rate, in MB/s (10^6 bytes per second).
+    #[arg(long)]
+    mb_s: f64,
+    /// How long bytes arrive, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Print exactly one JSON object on stdout instead of a few lines.
+    #[arg(long)]
+    json: bool,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -135,6 +162,7 @@ fn main() -> ExitCode {
         },
         Command::Storage(args) => run_storage(args),
         Command::Disk(args) => run_disk(args),
+        Command::DiskPaced(args) => run_disk_paced(args),
         // The servers' own exit statuses (2: refused config, 1: failure).
         Command::ServeBroker(arguments) => return serve::serve_broker(&arguments),
         Command::ServeNameserver(arguments) => return serve::serve_name_server(&arguments),
@@ -165,6 +193,19 @@ fn run_storage(args: StorageArgs) -> Result<(), PerfError> {
 
 fn run_disk(args: DiskArgs) -> Result<(), PerfError> {
     let report = disk_baseline::run(&args.dir, args.bytes, disk_baseline::SYNC_WRITES)?;
+    print_report(args.json, || report.to_json(), || report.to_text())
+}
+
+fn run_disk_paced(args: DiskPacedArgs) -> Result<(), PerfError> {
+    if !(args.seconds.is_finite() && args.seconds > 0.0) {
+        return Err(PerfError::Usage {
+            reason: format!("--seconds must be a positive number, not {}", args.seconds),
+        });
+    }
+    let duration = Duration::try_from_secs_f64(args.seconds).map_err(|_| PerfError::Usage {
+        reason: format!("--seconds {} is out of range", args.seconds),
+    })?;
+    let report = paced_write::run(&args.dir, args.mb_s, duration)?;
     print_report(args.json, || report.to_json(), || report.to_text())
 }
 
@@ -231,6 +272,29 @@ mod tests {
         assert_eq!(args.dir, PathBuf::from("/data"));
         assert_eq!(args.bytes, 1 << 30);
         assert!(!args.json);
+    }
+
+    #[test]
+    fn disk_paced_needs_a_dir_and_a_rate_and_runs_ten_seconds_by_default() {
+        let parse = |extra: &[&str]| {
+            let base = ["spillway-perf", "disk-paced"];
+            Cli::try_parse_from(base.iter().chain(extra)).map(|cli| match cli.command {
+                Command::DiskPaced(args) => args,
+                other => panic!("parsed as {other:?}"),
+            })
+        };
+        assert!(parse(&["--dir", "/data"]).is_err());
+        assert!(parse(&["--mb-s", "300"]).is_err());
+        let args = parse(&["--dir", "/data", "--mb-s", "300"]).unwrap();
+        assert_eq!(args.mb_s, 300.0);
+        assert_eq!(args.seconds, 10.0);
+        assert!(matches!(
+            run_disk_paced(DiskPacedArgs {
+                seconds: -1.0,
+                ..args
+            }),
+            Err(PerfError::Usage { .. })
+        ));
     }
 
     #[test]

@@ -72,13 +72,7 @@ pub fn measure(
     let path = dir.join("sync-write.dat");
     let file = open_direct(&path, OpenOptions::new().write(true).create_new(true))?;
     preallocate(&file, &path, file_bytes)?;
-    let mut writer = SyncWriter {
-        ring: IoUring::new(2)
-            .map_err(|source| PerfError::io("creating an io_uring for", &path, source))?,
-        file: &file,
-        path: &path,
-        buffer: Some(AlignedBuffer::new(WRITE_BYTES, ALIGNMENT_BYTES)?),
-    };
+    let mut writer = SyncWriter::new(&file, &path, WRITE_BYTES)?;
     let mut latency_ns = Histogram::<u64>::new(3).map_err(histogram_error)?;
 
     let start = Instant::now();
@@ -87,7 +81,7 @@ pub fn measure(
             break;
         }
         let submitted = Instant::now();
-        writer.write_and_sync(index * WRITE_BYTES as u64)?;
+        writer.write_and_sync(index * WRITE_BYTES as u64, WRITE_BYTES)?;
         let nanos = u64::try_from(submitted.elapsed().as_nanos()).unwrap_or(u64::MAX);
         latency_ns.record(nanos.max(1)).map_err(histogram_error)?;
     }
@@ -103,7 +97,7 @@ pub fn measure(
 }
 
 /// A ring with room for one write and its fdatasync, and the buffer they write from.
-struct SyncWriter<'a> {
+pub(crate) struct SyncWriter<'a> {
     ring: IoUring,
     file: &'a File,
     path: &'a Path,
@@ -111,15 +105,41 @@ struct SyncWriter<'a> {
     buffer: Option<AlignedBuffer>,
 }
 
-impl SyncWriter<'_> {
-    /// Writes the buffer at `offset` and fdatasyncs the file; returns once both completed.
-    fn write_and_sync(&mut self, offset: u64) -> Result<(), PerfError> {
+impl<'a> SyncWriter<'a> {
+    /// A writer of up to `buffer_bytes` (a multiple of [`ALIGNMENT_BYTES`]) at a time into
+    /// `file`, opened with O_DIRECT.
+    pub(crate) fn new(
+        file: &'a File,
+        path: &'a Path,
+        buffer_bytes: usize,
+    ) -> Result<SyncWriter<'a>, PerfError> {
+        assert!(
+            buffer_bytes % ALIGNMENT_BYTES == 0 && u32::try_from(buffer_bytes).is_ok(),
+            "a sync writer's buffer is a multiple of {ALIGNMENT_BYTES} bytes below 4 GiB"
+        );
+        Ok(SyncWriter {
+            ring: IoUring::new(2)
+                .map_err(|source| PerfError::io("creating an io_uring for", path, source))?,
+            file,
+            path,
+            buffer: Some(AlignedBuffer::new(buffer_bytes, ALIGNMENT_BYTES)?),
+        })
+    }
+
+    /// Writes the buffer's first `length` bytes (a multiple of [`ALIGNMENT_BYTES`], at most
+    /// the buffer) at `offset` and fdatasyncs the file; returns once both completed.
+    pub(crate) fn write_and_sync(&mut self, offset: u64, length: usize) -> Result<(), PerfError> {
         let Some(buffer) = &self.buffer else {
             unreachable!("a sync writer is not used after its ring broke");
         };
+        assert!(
+            length % ALIGNMENT_BYTES == 0 && length <= buffer.len(),
+            "write length {length} is not aligned or exceeds the buffer"
+        );
         let fd = types::Fd(self.file.as_raw_fd());
         let entries = [
-            opcode::Write::new(fd, buffer.as_ptr(), WRITE_BYTES as u32)
+            // Below 4 GiB: checked in `new`.
+            opcode::Write::new(fd, buffer.as_ptr(), length as u32)
                 .offset(offset)
                 .build()
                 .flags(squeue::Flags::IO_LINK)
@@ -167,20 +187,20 @@ impl SyncWriter<'_> {
             unreachable!("the loop ends once both entries completed");
         };
         // A failed or short write cancels the linked fdatasync: report the write.
-        if written != WRITE_BYTES as i32 {
+        if written != length as i32 {
             let source = if written < 0 {
                 std::io::Error::from_raw_os_error(-written)
             } else {
                 std::io::Error::new(
                     std::io::ErrorKind::WriteZero,
-                    format!("short O_DIRECT write: {written} of {WRITE_BYTES} bytes"),
+                    format!("short O_DIRECT write: {written} of {length} bytes"),
                 )
             };
             return Err(PerfError::RingTransfer {
                 operation: "write",
                 path: self.path.to_path_buf(),
                 offset,
-                length: WRITE_BYTES,
+                length,
                 source,
             });
         }
