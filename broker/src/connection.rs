@@ -191,17 +191,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
 pub async fn serve_handed(shard: Rc<Shard>, socket: OwnedFd, first: Frame, input: BytesMut) {
     // SAFETY: the descriptor is an open TCP socket, owned here and nowhere else.
     let stream = unsafe { TcpStream::from_raw_fd(socket.into_raw_fd()) };
-    let limit = shard.config.limits.max_connections_per_shard;
-    if shard.connections() >= limit {
-        tracing::warn!(
-            shard = shard.id.0,
-            limit,
-            "bound connection refused: too many connections"
-        );
-        crate::server::refuse_connection(shard, stream).await;
-        return;
+    if let Some(stream) = crate::server::admit(&shard, stream) {
+        serve_from(shard, stream, Some(first), input).await;
     }
-    serve_from(shard, stream, Some(first), input).await;
 }
 
 async fn serve_from(shard: Rc<Shard>, stream: TcpStream, first: Option<Frame>, input: BytesMut) {

@@ -31,7 +31,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use glommio::net::TcpListener;
+use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
 use spillway_storage::ShardStore;
 use spillway_wire::{ErrorCode, ShardId};
@@ -420,22 +420,30 @@ async fn accept_connections(shard: Rc<Shard>, listener: TcpListener) {
                 continue;
             }
         };
-        let limit = shard.config.limits.max_connections_per_shard;
-        if shard.connections() >= limit {
-            tracing::warn!(
-                shard = shard.id.0,
-                limit,
-                "connection refused: too many connections"
-            );
-            glommio::spawn_local(refuse_connection(shard.clone(), stream)).detach();
-            continue;
+        if let Some(stream) = admit(&shard, stream) {
+            glommio::spawn_local(crate::connection::serve(shard.clone(), stream)).detach();
         }
-        glommio::spawn_local(crate::connection::serve(shard.clone(), stream)).detach();
     }
 }
 
+/// The stream back if `shard` may serve one more connection (accepted here, or handed over
+/// by another shard); otherwise it is refused (see [`refuse_connection`]) and `None`.
+pub(crate) fn admit(shard: &Rc<Shard>, stream: TcpStream) -> Option<TcpStream> {
+    let limit = shard.config.limits.max_connections_per_shard;
+    if shard.connections() < limit {
+        return Some(stream);
+    }
+    tracing::warn!(
+        shard = shard.id.0,
+        limit,
+        "connection refused: too many connections"
+    );
+    glommio::spawn_local(refuse_connection(shard.clone(), stream)).detach();
+    None
+}
+
 /// Best effort: a `ServiceUnavailable` connection error, then close.
-pub(crate) async fn refuse_connection(shard: Rc<Shard>, mut stream: glommio::net::TcpStream) {
+async fn refuse_connection(shard: Rc<Shard>, mut stream: TcpStream) {
     use futures_lite::AsyncWriteExt;
     let mut output = bytes::BytesMut::new();
     let encoded = shard.encoder.encode_connection_error(
