@@ -13,13 +13,17 @@ use serde::Serialize;
 /// The whole run.
 #[derive(Clone, Debug, Serialize)]
 pub struct StorageReport {
-    /// Raw O_DIRECT sequential write speed of the disk under `--dir`: the median over rounds.
+    /// Raw O_DIRECT sequential write speed of the disk under `--dir`: the median of the
+    /// measurements (one right before each case of each round).
     pub raw_write_mb_s: f64,
     /// One entry per engine case, in the order they ran in each round.
     pub cases: Vec<CaseReport>,
-    /// Raw write speed of each round, in order (human output only).
+    /// Rounds run (human output only).
     #[serde(skip)]
-    pub raw_write_mb_s_rounds: Vec<f64>,
+    pub rounds: u32,
+    /// Raw write speed before each case of each round, in order (human output only).
+    #[serde(skip)]
+    pub raw_write_mb_s_samples: Vec<f64>,
     /// Where the run wrote (human output only).
     #[serde(skip)]
     pub dir: PathBuf,
@@ -71,7 +75,7 @@ impl StorageReport {
 
     /// A table for people.
     pub fn to_table(&self) -> String {
-        let rounds = self.raw_write_mb_s_rounds.len();
+        let rounds = self.rounds;
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = writeln!(
@@ -85,14 +89,14 @@ impl StorageReport {
             self.file_system,
         );
         let per_round: Vec<String> = self
-            .raw_write_mb_s_rounds
+            .raw_write_mb_s_samples
             .iter()
             .map(|mb_s| format!("{mb_s:.1}"))
             .collect();
         let _ = writeln!(
             out,
             "raw O_DIRECT sequential write (1 MiB writes, 8 in flight, one fdatasync): \
-             median {:.1} MB/s; per round: {} MB/s",
+             median {:.1} MB/s; before each case: {} MB/s",
             self.raw_write_mb_s,
             per_round.join(", "),
         );
@@ -103,9 +107,9 @@ impl StorageReport {
         );
         let _ = writeln!(
             out,
-            "Speeds and ratio_to_raw are medians over rounds, each round's ratio taken to that \
-             round's raw speed; ratio range is the per-round min-max; latencies cover the \
-             appends of all rounds."
+            "Speeds and ratio_to_raw are medians over rounds, each round's ratio taken to the \
+             raw speed measured right before that case; ratio range is the per-round min-max; \
+             latencies cover the appends of all rounds."
         );
         let _ = writeln!(out);
         let _ = writeln!(
@@ -163,7 +167,8 @@ mod tests {
                 ratio_to_raw_min: 0.75,
                 ratio_to_raw_max: 0.875,
             }],
-            raw_write_mb_s_rounds: vec![900.0, 1000.0, 1200.0],
+            rounds: 3,
+            raw_write_mb_s_samples: vec![900.0, 1000.0, 1200.0],
             dir: PathBuf::from("/data"),
             file_system: "ext4",
             payload_bytes_per_case: 1 << 30,

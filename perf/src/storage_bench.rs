@@ -1,7 +1,13 @@
-//! The `storage` subcommand: in each of `--rounds` rounds, measures the disk under `--dir`
-//! with a raw O_DIRECT write, then the storage engine on the same disk for each message body
-//! size and flush mode; reports each engine case as a fraction of the raw speed, as medians
-//! over the rounds (see [`rounds`](crate::rounds)).
+//! The `storage` subcommand: in each of `--rounds` rounds, measures the storage engine on the
+//! disk under `--dir` for each message body size and flush mode, each case right after a
+//! raw O_DIRECT write of the same size on the same disk; reports each engine case as a
+//! fraction of the raw speed measured just before it, as medians over the rounds (see
+//! [`rounds`](crate::rounds)).
+//!
+//! Why a baseline per case rather than one per round: this VM's disk slows down under
+//! sustained writing (a round writes several gigabytes) and recovers when idle, so a case
+//! compared with a baseline taken a few gigabytes earlier was judged against a faster disk
+//! than the one it ran on. Adjacent, the two see the same disk.
 //!
 //! It owns the run's directory layout (`<dir>/spillway-perf-<pid>-<nanos>/`, holding the
 //! baseline's file and one store directory at a time, each case getting a fresh one in
@@ -25,7 +31,7 @@ pub const RECORD_BYTES_CASES: [u32; 2] = [100, 1024];
 /// Flush modes measured, for each body size.
 pub const FLUSH_CASES: [FlushMode; 2] = [FlushMode::Sync, FlushMode::Async];
 
-/// Runs `rounds` rounds of the baseline and every engine case, each writing
+/// Runs `rounds` rounds of every engine case, each after its own baseline, each writing
 /// `payload_bytes` (the baseline) or appending records carrying that many body bytes (each
 /// case), in a fresh directory under `dir` that is removed at the end.
 pub fn run(dir: &Path, payload_bytes: u64, rounds: u32) -> Result<StorageReport, PerfError> {
@@ -42,7 +48,7 @@ pub fn run(dir: &Path, payload_bytes: u64, rounds: u32) -> Result<StorageReport,
     let run_directory = RunDirectory::create(dir)?;
     let file_system = file_system_name(dir)?;
 
-    let mut raw_write_mb_s_rounds = Vec::new();
+    let mut raw_write_mb_s_samples = Vec::new();
     let mut cases = RECORD_BYTES_CASES
         .into_iter()
         .flat_map(|body_bytes| FLUSH_CASES.map(|flush| EngineCase { body_bytes, flush }))
@@ -50,25 +56,24 @@ pub fn run(dir: &Path, payload_bytes: u64, rounds: u32) -> Result<StorageReport,
         .collect::<Result<Vec<_>, _>>()?;
 
     for round in 1..=rounds {
-        tracing::info!(
-            round,
-            rounds,
-            bytes = payload_bytes,
-            dir = %run_directory.path().display(),
-            "raw O_DIRECT write"
-        );
-        let raw = raw_write::measure(run_directory.path(), payload_bytes)?;
-        let raw_write_mb_s = raw.mb_s();
-        raw_write_mb_s_rounds.push(raw_write_mb_s);
-        tracing::info!(
-            round,
-            mb_s = format_args!("{raw_write_mb_s:.1}"),
-            seconds = format_args!("{:.2}", raw.elapsed.as_secs_f64()),
-            "raw O_DIRECT write done"
-        );
-
         for case_rounds in &mut cases {
             let case = case_rounds.case();
+            tracing::info!(
+                round,
+                %case,
+                bytes = payload_bytes,
+                dir = %run_directory.path().display(),
+                "raw O_DIRECT write"
+            );
+            let raw = raw_write::measure(run_directory.path(), payload_bytes)?;
+            let raw_write_mb_s = raw.mb_s();
+            raw_write_mb_s_samples.push(raw_write_mb_s);
+            tracing::info!(
+                round,
+                mb_s = format_args!("{raw_write_mb_s:.1}"),
+                seconds = format_args!("{:.2}", raw.elapsed.as_secs_f64()),
+                "raw O_DIRECT write done"
+            );
             let store_dir = run_directory.path().join(format!(
                 "store-{round}-{}-{}",
                 case.body_bytes,
@@ -97,9 +102,10 @@ pub fn run(dir: &Path, payload_bytes: u64, rounds: u32) -> Result<StorageReport,
     run_directory.remove()?;
 
     Ok(StorageReport {
-        raw_write_mb_s: median(&raw_write_mb_s_rounds),
+        raw_write_mb_s: median(&raw_write_mb_s_samples),
         cases: cases.iter().map(CaseRounds::to_report).collect(),
-        raw_write_mb_s_rounds,
+        rounds,
+        raw_write_mb_s_samples,
         dir: dir.to_path_buf(),
         file_system,
         payload_bytes_per_case: payload_bytes,
