@@ -384,6 +384,26 @@ async fn open_shard(parts: ShardParts) -> Result<Shard, String> {
         elapsed_ms = report.elapsed.as_millis() as u64,
         "storage open"
     );
+    // The table changes before the stores when a topic is deleted: queues of a topic the
+    // table lacks are a deletion the broker stopped in the middle of. Finish it.
+    let mut orphaned: Vec<String> = store
+        .queues()
+        .into_iter()
+        .map(|(topic, _)| topic)
+        .filter(|topic| parts.topics.get(topic).is_none())
+        .collect();
+    orphaned.dedup();
+    for topic in orphaned {
+        let queues = store.delete_topic(&topic).await.map_err(|error| {
+            format!("cannot delete the queues of deleted topic {topic}: {error}")
+        })?;
+        tracing::info!(
+            shard = parts.id.0,
+            topic,
+            queues,
+            "deleted the queues of a deleted topic"
+        );
+    }
     let offsets = ConsumerOffsetStore::open(
         &shard_dir,
         parts.config.limits.max_consumer_offsets_per_shard,

@@ -23,6 +23,14 @@
 //! a config topic (it was created at run time and later added to the config), the config
 //! wins and the stored one is ignored with a warning.
 //!
+//! # Deleting a topic's messages
+//!
+//! The table changes first (no shard serves the topic from then on), then every shard
+//! deletes the topic's queues from its store (`ShardStore::delete_topic`: a tombstone in
+//! the log, so a topic created again under the name starts empty at offset 0). At start, a
+//! shard deletes the queues of every topic its store has and the table lacks: a deletion
+//! the broker stopped in the middle of, or a topic removed from the config file.
+//!
 //! # Why plain `std::fs`
 //!
 //! Topic changes are rare administrative operations, so `save` uses blocking `std::fs`

@@ -42,6 +42,7 @@ pub mod signal;
 mod store;
 mod tail_cache;
 mod ticket_line;
+mod topic_deletion;
 
 pub use commit_log::LogStats;
 pub use config::{FlushMode, StorageConfig, BLOCK_BYTES};

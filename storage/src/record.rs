@@ -22,7 +22,7 @@
 //!  4 u32 header_crc  (crc of 8..48)   56 i64 deliver_at_ms (0 = deliver now)
 //!  8 u16 magic 0x5053 ("SP")          64 [u8;16] born_host ip (IPv6, v4-mapped)
 //! 10 u8  version (1)                  80 u16 born_host_port
-//! 11 u8  stamp_flags (reserved, 0)    82 u16 message_flags (delay, transaction state)
+//! 11 u8  stamp_flags (broker's)       82 u16 message_flags (delay, transaction state)
 //! 12 u32 queue_id                     84 u32 reconsume_count
 //! 16 u64 queue_offset                 88 u8  topic_len   89 u8 tag_len
 //! 24 u64 log_position                 90 u16 keys_len    92 u32 properties_len
@@ -49,6 +49,13 @@ pub const ABSOLUTE_MAX_RECORD_BYTES: usize = 64 << 20;
 /// Longest topic name.
 pub const MAX_TOPIC_BYTES: usize = 127;
 
+/// Stamp flag (byte 11, set only by the broker): the record is a *topic tombstone*, not a
+/// message. It carries no body and belongs to no queue; it says that the topic named in it
+/// was deleted on this shard at this log position, so recovery forgets the topic's queues
+/// where it meets one and never indexes the topic's older records again. Producers cannot
+/// set it: stamping a producer's record writes the stamp flags as 0.
+pub const STAMP_FLAG_TOPIC_DELETED: u8 = 1 << 0;
+
 /// Message flag: the message is delayed until `deliver_at_ms`.
 pub const FLAG_DELAY: u16 = 1 << 0;
 /// Message flag: half message of a transaction, not yet visible.
@@ -62,6 +69,7 @@ const OFFSET_TOTAL_LENGTH: usize = 0;
 const OFFSET_HEADER_CRC: usize = 4;
 const OFFSET_MAGIC: usize = 8;
 const OFFSET_VERSION: usize = 10;
+const OFFSET_STAMP_FLAGS: usize = 11;
 const OFFSET_QUEUE_ID: usize = 12;
 const OFFSET_QUEUE_OFFSET: usize = 16;
 const OFFSET_LOG_POSITION: usize = 24;
@@ -366,13 +374,19 @@ pub struct Stamp {
     pub store_timestamp_ms: i64,
 }
 
-/// Writes the broker-assigned fields into an encoded record and seals them with the header
-/// CRC. The producer part (and its `body_crc`) is left untouched.
+/// Writes the broker-assigned fields into an encoded record (stamp flags 0: a message) and
+/// seals them with the header CRC. The producer part (and its `body_crc`) is left untouched.
 pub fn stamp(record: &mut [u8], stamp: Stamp) {
+    stamp_with_flags(record, stamp, 0);
+}
+
+/// [`stamp`] with these stamp flags (`STAMP_FLAG_*`).
+pub(crate) fn stamp_with_flags(record: &mut [u8], stamp: Stamp, stamp_flags: u8) {
     assert!(
         record.len() >= HEADER_BYTES,
         "stamp on a record shorter than its header"
     );
+    record[OFFSET_STAMP_FLAGS] = stamp_flags;
     put(record, OFFSET_QUEUE_ID, &stamp.queue_id.to_le_bytes());
     put(
         record,
@@ -567,6 +581,16 @@ impl<'a> RecordView<'a> {
         let ip = ip.to_ipv4_mapped().map_or(IpAddr::V6(ip), IpAddr::V4);
         SocketAddr::new(ip, u16_at(self.bytes, OFFSET_BORN_PORT))
     }
+    /// Stamp flags (`STAMP_FLAG_*`), set by the broker.
+    pub fn stamp_flags(&self) -> u8 {
+        self.bytes[OFFSET_STAMP_FLAGS]
+    }
+
+    /// Whether this is a topic tombstone ([`STAMP_FLAG_TOPIC_DELETED`]), not a message.
+    pub fn is_topic_tombstone(&self) -> bool {
+        self.stamp_flags() & STAMP_FLAG_TOPIC_DELETED != 0
+    }
+
     /// Message flags (`FLAG_*`).
     pub fn message_flags(&self) -> u16 {
         u16_at(self.bytes, OFFSET_MESSAGE_FLAGS)
@@ -685,6 +709,35 @@ mod tests {
             vec![(&b"a"[..], &b"1"[..]), (&b"trace"[..], &b"xyz"[..])]
         );
         assert_eq!(view.body(), b"hello body");
+    }
+
+    #[test]
+    fn a_producer_cannot_make_a_tombstone_and_the_broker_can() {
+        let stamp_fields = Stamp {
+            queue_id: 0,
+            queue_offset: 0,
+            log_position: 4096,
+            store_timestamp_ms: 7,
+        };
+        let mut batch = Vec::new();
+        sample(&mut batch);
+        // A producer sets the broker's flag byte: stamping clears it.
+        batch[OFFSET_STAMP_FLAGS] = STAMP_FLAG_TOPIC_DELETED;
+        assert!(validate_unstamped(&batch, 1 << 20).is_ok());
+        stamp(&mut batch, stamp_fields);
+        let view = RecordView::parse(&batch, 1 << 20).unwrap();
+        assert_eq!(view.stamp_flags(), 0);
+        assert!(!view.is_topic_tombstone());
+
+        let mut tombstone = Vec::new();
+        RecordBuilder::new(&[])
+            .topic("orders")
+            .encode(&mut tombstone)
+            .unwrap();
+        stamp_with_flags(&mut tombstone, stamp_fields, STAMP_FLAG_TOPIC_DELETED);
+        let view = RecordView::parse(&tombstone, 1 << 20).unwrap();
+        assert!(view.is_topic_tombstone());
+        assert_eq!(view.topic(), b"orders");
     }
 
     #[test]

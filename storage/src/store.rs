@@ -64,7 +64,7 @@ pub(crate) struct StoreInner {
     pub(crate) index_dir: PathBuf,
     pub(crate) log: Rc<CommitLog>,
     pub(crate) queues: RefCell<HashMap<Rc<str>, HashMap<QueueId, QueueHandle>>>,
-    queue_count: Cell<usize>,
+    pub(crate) queue_count: Cell<usize>,
     /// Appends waiting for a queue being created, in arrival order.
     creation_lines: Rc<CreationLines>,
     last_store_timestamp_ms: Cell<i64>,
@@ -160,6 +160,7 @@ impl ShardStore {
         }
         probe_direct_io(&shard_dir).await?;
         crate::retention::empty_trash(&shard_dir).await?;
+        crate::topic_deletion::sweep_deleted_indexes(&index_dir)?;
 
         let mut segments = open_segments(&config, &log_dir).await?;
         let fresh = segments.is_empty();
@@ -387,6 +388,14 @@ impl ShardStore {
         Ok(handle)
     }
 
+    /// The store time of a record placed now: the wall clock, never below the last one
+    /// (timestamp search relies on store times never going backwards).
+    pub(crate) fn next_store_timestamp_ms(&self) -> i64 {
+        let store_timestamp_ms = now_ms().max(self.inner.last_store_timestamp_ms.get());
+        self.inner.last_store_timestamp_ms.set(store_timestamp_ms);
+        store_timestamp_ms
+    }
+
     /// All queues of the shard as (topic, queue) pairs.
     pub fn queues(&self) -> Vec<(String, QueueId)> {
         let queues = self.inner.queues.borrow();
@@ -476,8 +485,7 @@ impl ShardStore {
         queue: QueueId,
         batch: &[u8],
     ) -> (QueueOffset, LogPosition, u64) {
-        let store_timestamp_ms = now_ms().max(self.inner.last_store_timestamp_ms.get());
-        self.inner.last_store_timestamp_ms.set(store_timestamp_ms);
+        let store_timestamp_ms = self.next_store_timestamp_ms();
         let mut index = handle.borrow_mut();
         let first_offset = index.next_offset();
         let mut stamp_run = |position: u64, run: &mut [u8]| {
@@ -649,6 +657,10 @@ async fn recover_record(
     };
     if validate_topic(topic).is_err() {
         return Ok(false);
+    }
+    if view.is_topic_tombstone() {
+        crate::topic_deletion::forget_topic(queues, queue_count, topic)?;
+        return Ok(true);
     }
     let queue = QueueId(view.queue_id());
     let existing = queues

@@ -258,6 +258,14 @@ impl Broker {
         self.process = Some(ServerProcess::start(&what, command, &self.log_path));
     }
 
+    /// Replaces the config file (keeping the data directory) for the next
+    /// [`Broker::restart`].
+    pub fn rewrite_config(&mut self, config: BrokerConfigBuilder) {
+        let data_dir = self.directory_path.join("data");
+        std::fs::write(&self.config_path, config.render(&data_dir))
+            .unwrap_or_else(|error| panic!("write {}: {error}", self.config_path.display()));
+    }
+
     /// The address the current run printed.
     pub fn address(&self) -> SocketAddr {
         self.running().address()

@@ -1,6 +1,7 @@
 //! Topic administration on a running broker: a created topic is served at once on both
 //! shards, listed, published to the name server and kept over a restart; creating it twice
-//! is refused; a deleted topic is neither served, listed nor routed; with
+//! is refused; a deleted topic is neither served, listed nor routed, and a topic created
+//! again under its name starts empty at offset 0, over a restart too; with
 //! `auto_create_topics` a produce to an unknown topic creates it.
 
 use spillway_tests::{route_is_gone, Broker, BrokerConfigBuilder, NameServer, WireClient};
@@ -132,6 +133,101 @@ fn deleted_topic_is_no_longer_served_listed_or_routed() {
         .unwrap_err();
     assert_eq!(refused.0, ErrorCode::TopicNotFound, "{}", refused.1);
     assert_serves(&mut client, "kept", 1, &broker);
+}
+
+#[test]
+fn a_topic_created_again_after_deletion_starts_empty_at_offset_zero() {
+    let name_server = NameServer::start(&[]);
+    let mut broker = BrokerConfigBuilder::new(&[name_server.address()])
+        .topic("kept", 1)
+        .start();
+    let mut client = broker.connect();
+    create(&mut client, "reborn", 2).unwrap();
+    // Queue 0 on shard 0, queue 1 on shard 1: both shards' stores take part.
+    for queue in 0..2 {
+        for n in 0..20 {
+            let body = format!("old {queue} {n}");
+            assert_eq!(
+                client.produce("reborn", queue, &[("", body.as_bytes())]),
+                Ok(n)
+            );
+        }
+    }
+    client
+        .call::<_, DeleteTopicResponse>(
+            &DeleteTopicRequest {
+                topic: "reborn".into(),
+            },
+            &[],
+        )
+        .unwrap();
+    create(&mut client, "reborn", 2).unwrap();
+    for queue in 0..2 {
+        assert_eq!(client.queue_offsets("reborn", queue), Ok((0, 0)));
+        let body = format!("new {queue}");
+        assert_eq!(
+            client.produce("reborn", queue, &[("", body.as_bytes())]),
+            Ok(0),
+            "{}",
+            broker.log_tail()
+        );
+    }
+    let check = |client: &mut WireClient| {
+        for queue in 0..2 {
+            assert_eq!(client.queue_offsets("reborn", queue), Ok((0, 1)));
+            let (_, messages) = client.pull("reborn", queue, 0, 32, 0, "").unwrap();
+            let bodies: Vec<&[u8]> = messages.iter().map(|message| &message.body[..]).collect();
+            assert_eq!(bodies, [format!("new {queue}").as_bytes()], "queue {queue}");
+        }
+        assert_eq!(client.queue_offsets("kept", 0), Ok((0, 0)));
+    };
+    check(&mut client);
+    broker.restart();
+    let mut client = broker.connect();
+    check(&mut client);
+}
+
+#[test]
+fn a_topic_removed_from_the_config_file_loses_its_messages_at_the_next_start() {
+    let name_server = NameServer::start(&[]);
+    let config = |with_dropped: bool| {
+        let config = BrokerConfigBuilder::new(&[name_server.address()]).topic("kept", 1);
+        if with_dropped {
+            config.topic("dropped", 2)
+        } else {
+            config
+        }
+    };
+    let mut broker = config(true).start();
+    let mut client = broker.connect();
+    for queue in 0..2 {
+        for n in 0..10 {
+            assert_eq!(client.produce("dropped", queue, &[("", b"old")]), Ok(n));
+        }
+    }
+    assert_eq!(client.produce("kept", 0, &[("", b"kept")]), Ok(0));
+
+    broker.rewrite_config(config(false));
+    broker.restart();
+    let mut client = broker.connect();
+    assert_eq!(
+        client.queue_offsets("dropped", 0).unwrap_err().0,
+        ErrorCode::TopicNotFound
+    );
+
+    broker.rewrite_config(config(true));
+    broker.restart();
+    let mut client = broker.connect();
+    for queue in 0..2 {
+        assert_eq!(
+            client.queue_offsets("dropped", queue),
+            Ok((0, 0)),
+            "{}",
+            broker.log_tail()
+        );
+        assert_eq!(client.produce("dropped", queue, &[("", b"new")]), Ok(0));
+    }
+    assert_eq!(client.queue_offsets("kept", 0), Ok((0, 1)));
 }
 
 #[test]

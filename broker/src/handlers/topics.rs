@@ -69,14 +69,26 @@ pub async fn delete_topic(
     master_only(shard)?;
     let request = frame.header::<DeleteTopicRequest>()?;
     let topic = request.topic.as_str().to_owned();
+    let deleting = topic.clone();
     shard
         .run_on(ShardId(0), move |shard| async move {
             shard
-                .change_topics(move |table| table.check_delete(&topic).map_err(refusal))
+                .change_topics(move |table| table.check_delete(&deleting).map_err(refusal))
                 .await
                 .map(|change| tracing::info!(?change, "topic deleted"))
         })
         .await??;
+    // No shard's table has the topic now, so no new append reaches its queues: delete them
+    // from every shard's store (a new topic of the same name starts at offset 0). A broker
+    // that stops before this is done finishes it when it starts (`server::open_shard`).
+    for target in 0..shard.shard_count {
+        let topic = topic.clone();
+        shard
+            .run_on(ShardId(target), move |owner| async move {
+                owner.store.delete_topic(&topic).await
+            })
+            .await??;
+    }
     Ok(Response::header(DeleteTopicResponse {}))
 }
 
