@@ -447,6 +447,11 @@ impl ConsumerOffsetStore {
         }
     }
 
+    /// The topics the store holds offsets of, sorted.
+    pub fn topics(&self) -> Vec<String> {
+        self.inner.offsets.borrow().keys().cloned().collect()
+    }
+
     /// How many (group, topic, queue) offsets the store holds.
     pub fn entries(&self) -> usize {
         self.inner.entries.get()

@@ -410,6 +410,16 @@ async fn open_shard(parts: ShardParts) -> Result<Shard, String> {
     )
     .await
     .map_err(|error| error.to_string())?;
+    for topic in offsets.topics() {
+        if parts.topics.get(&topic).is_none() {
+            offsets.remove_topic(&topic);
+            tracing::info!(
+                shard = parts.id.0,
+                topic,
+                "dropped the consumer offsets of a deleted topic"
+            );
+        }
+    }
     Ok(Shard::new(parts, store, offsets))
 }
 

@@ -206,6 +206,8 @@ fn a_topic_removed_from_the_config_file_loses_its_messages_at_the_next_start() {
         }
     }
     assert_eq!(client.produce("kept", 0, &[("", b"kept")]), Ok(0));
+    client.commit_offset("readers", "dropped", 1, 7).unwrap();
+    client.commit_offset("readers", "kept", 0, 1).unwrap();
 
     broker.rewrite_config(config(false));
     broker.restart();
@@ -228,6 +230,9 @@ fn a_topic_removed_from_the_config_file_loses_its_messages_at_the_next_start() {
         assert_eq!(client.produce("dropped", queue, &[("", b"new")]), Ok(0));
     }
     assert_eq!(client.queue_offsets("kept", 0), Ok((0, 1)));
+    // The group's offset in the old topic went with it; the other topic keeps its own.
+    assert_eq!(client.query_offset("readers", "dropped", 1), Ok(None));
+    assert_eq!(client.query_offset("readers", "kept", 0), Ok(Some(1)));
 }
 
 #[test]
