@@ -196,6 +196,9 @@ pub async fn serve_handed(shard: Rc<Shard>, socket: OwnedFd, first: Frame, input
     }
 }
 
+/// Serves `stream`, starting with `first` (a request already read, if any) and the bytes
+/// in `input` (read but not yet decoded); hands it to another shard instead if its first
+/// request asks for one (only when nothing was read before: `first` is `None`).
 async fn serve_from(shard: Rc<Shard>, stream: TcpStream, first: Option<Frame>, input: BytesMut) {
     let _counted = shard.connection_opened();
     let peer = stream.peer_addr().ok();
