@@ -262,9 +262,18 @@ async fn serve_from(shard: Rc<Shard>, stream: TcpStream, first: Option<Frame>, i
             target = target.0,
             "connection handed over"
         );
-        shard.post_to(target, move |shard| {
-            serve_handed(shard, socket, frame, input)
-        });
+        let handed = shard
+            .post_to_waiting(target, move |shard| {
+                serve_handed(shard, socket, frame, input)
+            })
+            .await;
+        if !handed {
+            tracing::debug!(
+                ?peer,
+                target = target.0,
+                "target shard stopped: connection closed"
+            );
+        }
         return;
     }
     tracing::debug!(?peer, shard = shard.id.0, "connection closed");

@@ -174,6 +174,25 @@ impl Shard {
         }
     }
 
+    /// Like [`Shard::post_to`] for work that must not be dropped because the target is
+    /// busy: waits for room in the target's job channel (not for the work). Returns false,
+    /// dropping `work`, only if the target has stopped.
+    pub async fn post_to_waiting<F, Fut>(self: &Rc<Self>, target: ShardId, work: F) -> bool
+    where
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        if target == self.id {
+            glommio::spawn_local(work(self.clone())).detach();
+            return true;
+        }
+        let Some(peer) = self.peers.get(usize::from(target.0)) else {
+            return false;
+        };
+        let job: Job = Box::new(move |shard| Box::pin(work(shard)));
+        peer.send_async(job).await.is_ok()
+    }
+
     /// The shard owning `queue` of `topic`, if the topic has that queue.
     pub fn owner_of(&self, topic: &str, queue: u32) -> Result<ShardId, Refusal> {
         let topics = self.topics.borrow();
