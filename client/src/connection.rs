@@ -13,13 +13,7 @@
 //! hear about its requests on its own event channel).
 //!
 //! Frames are encoded on the caller's thread ([`Connection::send`]), so header encoding
-//! and the frame CRC spread over the callers; the writer only writes. When nothing is
-//! queued for the writer, the caller writes its frame itself, without blocking
-//! (`sendmsg` with `MSG_DONTWAIT`), and hands the writer only what the socket did not
-//! take: most requests then cost no thread wake-up (e2e at 300 k msgs/s: p50 2.3–2.5 ms
-//! instead of 2.6–3.0 ms). Frames keep their order: a caller writes only while holding the
-//! write lock and seeing nothing queued, and the rest of a partly written frame is queued
-//! before that lock is released.
+//! and the frame CRC spread over the callers; the writer only writes.
 //!
 //! # Failure
 //!
@@ -40,7 +34,7 @@ use std::collections::HashMap;
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -122,13 +116,6 @@ struct Shared {
     broken: AtomicBool,
     /// A handle on the socket once connected, so any thread can shut it down.
     socket: Mutex<Option<TcpStream>>,
-    /// A handle on the socket for writing, once connected: held by whoever writes (the
-    /// writer thread for a burst, or a sender writing its frame itself), so frames never
-    /// interleave. Never held across a wait for the network except by the writer thread.
-    writing: Mutex<Option<TcpStream>>,
-    /// Frames handed to the writer thread and not yet written. A sender writes its frame
-    /// itself only when this is 0 (under `writing`), so frames keep their order.
-    queued: AtomicUsize,
 }
 
 impl Shared {
@@ -221,73 +208,6 @@ struct Outgoing {
     payload: Vec<Bytes>,
 }
 
-impl Outgoing {
-    /// Bytes in all.
-    fn len(&self) -> usize {
-        self.head.len() + self.payload.iter().map(Bytes::len).sum::<usize>()
-    }
-
-    /// What is left to write after the first `written` bytes.
-    fn after(&self, written: usize) -> Outgoing {
-        let mut skip = written;
-        let mut pieces = std::iter::once(&self.head)
-            .chain(&self.payload)
-            .filter_map(|piece| {
-                if skip >= piece.len() {
-                    skip -= piece.len();
-                    None
-                } else {
-                    let rest = piece.slice(skip..);
-                    skip = 0;
-                    Some(rest)
-                }
-            });
-        let head = pieces.next().unwrap_or_default();
-        Outgoing {
-            head,
-            payload: pieces.collect(),
-        }
-    }
-}
-
-/// One `sendmsg` of every piece of `frame` with `MSG_DONTWAIT`: the bytes the socket took
-/// (0 if it would block).
-fn write_without_blocking(stream: &TcpStream, frame: &Outgoing) -> io::Result<usize> {
-    let pieces: Vec<libc::iovec> = std::iter::once(&frame.head)
-        .chain(&frame.payload)
-        .filter(|piece| !piece.is_empty())
-        .map(|piece| libc::iovec {
-            iov_base: piece.as_ptr() as *mut libc::c_void,
-            iov_len: piece.len(),
-        })
-        .collect();
-    // SAFETY: an all-zero msghdr is valid (no name, no control data).
-    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
-    message.msg_iov = pieces.as_ptr() as *mut libc::iovec;
-    // At most 1 + MAX_PRODUCE_PARTS pieces, far below IOV_MAX's range.
-    message.msg_iovlen = pieces.len() as _;
-    loop {
-        // SAFETY: the iovecs point into `frame`'s pieces, alive for the call; the kernel
-        // only reads them.
-        let sent = unsafe {
-            libc::sendmsg(
-                stream.as_raw_fd(),
-                &message,
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
-        if sent >= 0 {
-            return Ok(sent as usize);
-        }
-        let error = io::Error::last_os_error();
-        match error.kind() {
-            io::ErrorKind::Interrupted => continue,
-            io::ErrorKind::WouldBlock => return Ok(0),
-            _ => return Err(error),
-        }
-    }
-}
-
 /// One connection to one address (see the module docs).
 pub(crate) struct Connection {
     shared: Arc<Shared>,
@@ -312,8 +232,6 @@ impl Connection {
             table: Mutex::new(PendingTable::default()),
             broken: AtomicBool::new(false),
             socket: Mutex::new(None),
-            writing: Mutex::new(None),
-            queued: AtomicUsize::new(0),
         });
         let (outgoing, frames) = flume::unbounded();
         let connection = Arc::new(Connection {
@@ -422,10 +340,6 @@ impl Connection {
             head: head.freeze(),
             payload,
         };
-        let Some(frame) = self.write_now(frame) else {
-            return Ok(());
-        };
-        self.shared.queued.fetch_add(1, Ordering::SeqCst);
         if self.outgoing.send(frame).is_err() {
             // The writer is gone: it broke the connection first, which failed (and
             // answered) every pending request, or it has not yet.
@@ -435,43 +349,6 @@ impl Connection {
             }
         }
         Ok(())
-    }
-
-    /// Writes `frame` on the calling thread if nothing is waiting for the writer thread and
-    /// the socket takes it without blocking (saving the writer thread's wake-up); returns
-    /// what is left for the writer thread: the frame, or its unwritten rest (already
-    /// counted in `queued`, so that nothing overtakes it). Never blocks.
-    fn write_now(&self, frame: Outgoing) -> Option<Outgoing> {
-        let shared = &self.shared;
-        if shared.queued.load(Ordering::SeqCst) != 0 {
-            return Some(frame);
-        }
-        let Ok(writing) = shared.writing.try_lock() else {
-            return Some(frame);
-        };
-        let Some(stream) = writing.as_ref() else {
-            return Some(frame);
-        };
-        if shared.queued.load(Ordering::SeqCst) != 0 || shared.broken.load(Ordering::SeqCst) {
-            return Some(frame);
-        }
-        match write_without_blocking(stream, &frame) {
-            Ok(written) if written == frame.len() => None,
-            Ok(written) => {
-                // The rest goes first: counted before the lock is released.
-                shared.queued.fetch_add(1, Ordering::SeqCst);
-                let rest = frame.after(written);
-                if self.outgoing.send(rest).is_err() {
-                    shared.queued.fetch_sub(1, Ordering::SeqCst);
-                }
-                None
-            }
-            Err(error) => {
-                drop(writing);
-                shared.fail_all(ClientError::io(&shared.address, error));
-                None
-            }
-        }
     }
 
     /// Sends a request and waits (as a future) for its answer frame, which may be an error
@@ -615,10 +492,9 @@ fn run_writer(
         stream.set_nodelay(true)?;
         let reader = stream.try_clone()?;
         let for_shutdown = stream.try_clone()?;
-        let for_senders = stream.try_clone()?;
-        Ok((stream, reader, for_shutdown, for_senders))
+        Ok((stream, reader, for_shutdown))
     });
-    let (mut stream, reader, for_shutdown, for_senders) = match connected {
+    let (mut stream, reader, for_shutdown) = match connected {
         Ok(streams) => streams,
         Err(error) => {
             shared.fail_all(ClientError::io(&address, error));
@@ -643,11 +519,6 @@ fn run_writer(
         return;
     }
     tracing::debug!(%address, "connected");
-    // From now on a sender may write its frame itself when nothing is queued here.
-    *shared
-        .writing
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner) = Some(for_senders);
 
     let mut burst: Vec<Outgoing> = Vec::with_capacity(MAX_WRITE_FRAMES);
     loop {
@@ -656,12 +527,12 @@ fn run_writer(
             let _ = stream.shutdown(Shutdown::Both);
             return;
         };
-        let mut burst_bytes = first.len();
+        let mut burst_bytes = first.head.len() + first.payload.len();
         burst.push(first);
         while burst.len() < MAX_WRITE_FRAMES && burst_bytes < MAX_WRITE_BYTES {
             match frames.try_recv() {
                 Ok(frame) => {
-                    burst_bytes += frame.len();
+                    burst_bytes += frame.head.len() + frame.payload.len();
                     burst.push(frame);
                 }
                 Err(_) => break,
@@ -670,16 +541,7 @@ fn run_writer(
         if shared.broken.load(Ordering::SeqCst) {
             return;
         }
-        // Senders do not write while this burst is being written, nor while any frame is
-        // queued (`queued` drops only once the burst is out).
-        let writing = shared
-            .writing
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let written = write_burst(&mut stream, &burst);
-        shared.queued.fetch_sub(burst.len(), Ordering::SeqCst);
-        drop(writing);
-        if let Err(error) = written {
+        if let Err(error) = write_burst(&mut stream, &burst) {
             shared.fail_all(ClientError::io(&address, error));
             return;
         }
@@ -1002,64 +864,5 @@ mod tests {
         // Unbound, or bound to another shard: other connections.
         assert!(!Arc::ptr_eq(&bound, &pool.get(&address)));
         assert!(!Arc::ptr_eq(&bound, &pool.get_bound(&address, Some(0))));
-    }
-
-    #[test]
-    fn the_rest_of_a_partly_written_frame_starts_where_the_write_stopped() {
-        let frame = Outgoing {
-            head: Bytes::from_static(b"head"),
-            payload: vec![Bytes::from_static(b"one"), Bytes::from_static(b"two")],
-        };
-        assert_eq!(frame.len(), 10);
-        let flat = |frame: &Outgoing| {
-            let mut bytes = frame.head.to_vec();
-            frame
-                .payload
-                .iter()
-                .for_each(|piece| bytes.extend_from_slice(piece));
-            bytes
-        };
-        for written in 0..=10 {
-            assert_eq!(
-                flat(&frame.after(written)),
-                b"headonetwo"[written..].to_vec()
-            );
-        }
-    }
-
-    #[test]
-    fn frames_larger_than_the_socket_takes_at_once_arrive_whole_and_in_order() {
-        let (seen, heard) = flume::unbounded();
-        let (address, _server) = fake_server(move |frame, output| {
-            seen.send(frame.request_id().0).unwrap();
-            list_topics_answer(frame, output);
-        });
-        let connection = Connection::open(&address, settings(), None);
-        // Megabyte frames: a send finds the socket full and leaves the rest (or the
-        // whole frame) to the writer thread, and later frames queue behind it.
-        let payload = Bytes::from(vec![7u8; 1 << 20]);
-        let answers: Vec<flume::Receiver<Result<Frame>>> = (0..16)
-            .map(|_| {
-                let permit = futures_lite::future::block_on(connection.permit());
-                let (reply, answer) = flume::bounded(1);
-                connection
-                    .send(
-                        &ListTopicsRequest {},
-                        vec![payload.clone()],
-                        Duration::from_secs(30),
-                        Reply::Oneshot(reply),
-                        permit,
-                    )
-                    .unwrap();
-                answer
-            })
-            .collect();
-        for answer in answers {
-            let answered = answer.recv().unwrap();
-            assert!(answered.is_ok(), "{answered:?}");
-        }
-        let mut ids: Vec<u64> = heard.try_iter().collect();
-        ids.sort_unstable();
-        assert_eq!(ids, (1..=16).collect::<Vec<u64>>());
     }
 }
