@@ -208,6 +208,13 @@ struct Outgoing {
     payload: Vec<Bytes>,
 }
 
+impl Outgoing {
+    /// Bytes in all.
+    fn len(&self) -> usize {
+        self.head.len() + self.payload.iter().map(Bytes::len).sum::<usize>()
+    }
+}
+
 /// One connection to one address (see the module docs).
 pub(crate) struct Connection {
     shared: Arc<Shared>,
@@ -527,12 +534,12 @@ fn run_writer(
             let _ = stream.shutdown(Shutdown::Both);
             return;
         };
-        let mut burst_bytes = first.head.len() + first.payload.len();
+        let mut burst_bytes = first.len();
         burst.push(first);
         while burst.len() < MAX_WRITE_FRAMES && burst_bytes < MAX_WRITE_BYTES {
             match frames.try_recv() {
                 Ok(frame) => {
-                    burst_bytes += frame.head.len() + frame.payload.len();
+                    burst_bytes += frame.len();
                     burst.push(frame);
                 }
                 Err(_) => break,
