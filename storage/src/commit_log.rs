@@ -213,7 +213,7 @@ impl CommitLog {
         partial_block: &[u8],
     ) -> Rc<CommitLog> {
         assert_eq!(partial_block.len() as u64, end - align_down(end));
-        let tail_cache = TailCache::new(config.tail_cache_bytes);
+        let tail_cache = TailCache::new(config.tail_cache_bytes, config.write_buffer_bytes / 2);
         let log = Rc::new(CommitLog {
             state: RefCell::new(LogState {
                 segments,
@@ -787,11 +787,11 @@ impl LogState {
     ) {
         let needed = carry.len() + room_for;
         let capacity = align_up(needed.max(self.next_buffer_bytes) as u64) as usize;
-        // A spare at least half the wanted size will do (spares shrink by up to a block
+        // A spare between half and twice the wanted size will do (spares shrink a little
         // each time they are written whole blocks only).
         let mut buffer = self
             .tail_cache
-            .take_spare(needed.max(capacity / 2))
+            .take_spare(needed.max(capacity / 2), 2 * capacity)
             .unwrap_or_else(|| glommio::allocate_dma_buffer_global(capacity));
         buffer.as_bytes_mut()[..carry.len()].copy_from_slice(carry);
         self.active = Some(ActiveBuffer {

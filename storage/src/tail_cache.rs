@@ -25,20 +25,25 @@ pub(crate) struct TailCache {
     writes: VecDeque<CachedWrite>,
     capacity_bytes: usize,
     held_bytes: usize,
-    /// Evicted buffers kept for reuse as write buffers.
+    /// Evicted buffers kept for reuse as write buffers, none shorter than `min_spare_bytes`.
     spare: Vec<DmaBuffer>,
+    min_spare_bytes: usize,
 }
 
 /// Most evicted buffers kept for reuse.
-const MAX_SPARE_BUFFERS: usize = 16;
+const MAX_SPARE_BUFFERS: usize = 32;
 
 impl TailCache {
-    pub(crate) fn new(capacity_bytes: usize) -> Self {
+    /// A cache of `capacity_bytes` that keeps evicted buffers of at least `min_spare_bytes`
+    /// for reuse. Shorter ones are freed: the writer asks for buffers of about the full write
+    /// size, so short spares would only take the places of useful ones.
+    pub(crate) fn new(capacity_bytes: usize, min_spare_bytes: usize) -> Self {
         TailCache {
             writes: VecDeque::new(),
             capacity_bytes,
             held_bytes: 0,
             spare: Vec::new(),
+            min_spare_bytes,
         }
     }
 
@@ -65,20 +70,39 @@ impl TailCache {
                 // Reuse the memory when no write or reader holds it any more: fresh buffers
                 // cost a page fault per 4 KiB on first touch.
                 if let Ok(buffer) = Rc::try_unwrap(oldest.buffer) {
-                    if self.spare.len() < MAX_SPARE_BUFFERS {
-                        self.spare.push(buffer);
-                    }
+                    self.keep_spare(buffer);
                 }
             }
         }
     }
 
-    /// A buffer evicted from the cache holding at least `min_len` bytes, if there is one.
-    pub(crate) fn take_spare(&mut self, min_len: usize) -> Option<DmaBuffer> {
+    /// Keeps `buffer` for reuse if it is long enough, in place of the shortest spare when
+    /// there are already [`MAX_SPARE_BUFFERS`]. (A buffer written whole blocks only is
+    /// trimmed to them, so spares shrink a little with each use.)
+    fn keep_spare(&mut self, buffer: DmaBuffer) {
+        if buffer.len() < self.min_spare_bytes {
+            return;
+        }
+        if self.spare.len() < MAX_SPARE_BUFFERS {
+            self.spare.push(buffer);
+            return;
+        }
+        let shortest = (0..self.spare.len())
+            .min_by_key(|&at| self.spare[at].len())
+            .expect("MAX_SPARE_BUFFERS is not zero");
+        if self.spare[shortest].len() < buffer.len() {
+            self.spare[shortest] = buffer;
+        }
+    }
+
+    /// A spare holding at least `min_len` and at most `max_len` bytes, if there is one. The
+    /// upper bound keeps a large spare from backing a small write, whose trimmed length is all
+    /// the cache would count of it.
+    pub(crate) fn take_spare(&mut self, min_len: usize, max_len: usize) -> Option<DmaBuffer> {
         let at = self
             .spare
             .iter()
-            .position(|buffer| buffer.len() >= min_len)?;
+            .position(|buffer| (min_len..=max_len).contains(&buffer.len()))?;
         Some(self.spare.swap_remove(at))
     }
 
@@ -147,7 +171,7 @@ mod tests {
 
     #[test]
     fn record_spanning_two_buffers_is_copied_whole() {
-        let mut cache = TailCache::new(1 << 20);
+        let mut cache = TailCache::new(1 << 20, 4096);
         cache.insert(LogPosition(0), LogPosition(8192), buffer(0, 8192));
         cache.insert(LogPosition(8192), LogPosition(12_000), buffer(8192, 12_288));
         let mut out = vec![9];
@@ -160,7 +184,7 @@ mod tests {
 
     #[test]
     fn oldest_buffers_are_evicted_beyond_the_budget() {
-        let mut cache = TailCache::new(8192);
+        let mut cache = TailCache::new(8192, 4096);
         cache.insert(LogPosition(0), LogPosition(4096), buffer(0, 4096));
         cache.insert(LogPosition(4096), LogPosition(8192), buffer(4096, 4096));
         cache.insert(LogPosition(8192), LogPosition(12_288), buffer(8192, 4096));
@@ -168,5 +192,44 @@ mod tests {
         assert!(!cache.copy_into(LogPosition(0), 10, &mut out));
         assert!(cache.copy_into(LogPosition(8190), 10, &mut out));
         assert_eq!(out, expected(8190, 10));
+    }
+
+    #[test]
+    fn evicted_buffers_are_reused_by_size_and_short_ones_are_freed() {
+        let mut cache = TailCache::new(4096, 8192);
+        let mut at = 0;
+        for len in [16_384, 4096, 12_288, 4096] {
+            cache.insert(
+                LogPosition(at),
+                LogPosition(at + len),
+                buffer(at, len as usize),
+            );
+            at += len;
+        }
+        // Evicted: 16 KiB and 12 KiB are kept; the 4 KiB one is shorter than 8 KiB and freed.
+        assert_eq!(cache.spare.len(), 2);
+        assert!(cache.take_spare(20_000, 40_000).is_none());
+        // Too long for a 4 KiB request: a small write must not pin a large allocation.
+        assert!(cache.take_spare(4096, 8192).is_none());
+        assert_eq!(
+            cache.take_spare(10_000, 16_384).map(|b| b.len()),
+            Some(16_384)
+        );
+        assert_eq!(
+            cache.take_spare(10_000, 16_384).map(|b| b.len()),
+            Some(12_288)
+        );
+        assert!(cache.take_spare(0, usize::MAX).is_none());
+    }
+
+    #[test]
+    fn a_full_spare_list_keeps_the_longest_buffers() {
+        let mut cache = TailCache::new(1 << 30, 4096);
+        for _ in 0..MAX_SPARE_BUFFERS {
+            cache.keep_spare(glommio::allocate_dma_buffer_global(4096));
+        }
+        cache.keep_spare(glommio::allocate_dma_buffer_global(8192));
+        assert_eq!(cache.spare.len(), MAX_SPARE_BUFFERS);
+        assert_eq!(cache.take_spare(8192, 8192).map(|b| b.len()), Some(8192));
     }
 }
