@@ -188,6 +188,8 @@ async fn append_on_executor(
         writes = stats.writes,
         average_write_bytes = stats.bytes_written / stats.writes.max(1),
         syncs = stats.syncs,
+        segments_created_ahead = stats.segments_created_ahead,
+        segments_created_at_roll = stats.segments_created_at_roll,
         "commit log writer"
     );
     let store = Rc::try_unwrap(store).unwrap_or_else(|_| {

@@ -29,6 +29,7 @@ use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 use crate::config::{FlushMode, StorageConfig, BLOCK_BYTES};
 use crate::error::{from_glommio, Result, StorageError};
 use crate::ids::LogPosition;
+use crate::next_segment::NextSegment;
 use crate::signal::Signal;
 use crate::tail_cache::TailCache;
 use crate::ticket_line::TicketLine;
@@ -128,8 +129,10 @@ pub(crate) struct LogState {
     /// End of the last write issued, padding included.
     issued_block_end: u64,
     pub(crate) tail_cache: TailCache,
-    failure: Option<String>,
-    closing: bool,
+    pub(crate) failure: Option<String>,
+    pub(crate) closing: bool,
+    /// The segment after the current one, created ahead of the roll.
+    pub(crate) next_segment: NextSegment,
     next_buffer_bytes: usize,
     max_buffer_bytes: usize,
     pub(crate) stats: LogStats,
@@ -144,6 +147,11 @@ pub struct LogStats {
     pub bytes_written: u64,
     /// fdatasync calls on segment files.
     pub syncs: u64,
+    /// Segment files created ahead of their roll, off the write path.
+    pub segments_created_ahead: u64,
+    /// Segment files the writer had to create itself at the roll (the one ahead was not
+    /// ready), stalling appends meanwhile.
+    pub segments_created_at_roll: u64,
 }
 
 /// The commit log of one shard.
@@ -159,6 +167,9 @@ pub(crate) struct CommitLog {
     room: Signal,
     /// Appends waiting in `wait_for_room`, in arrival order.
     room_line: TicketLine,
+    /// Notified when the log passes the middle of a segment, when the next segment is
+    /// ready (or failed), and when the log closes or fails.
+    pub(crate) next_segment_signal: Signal,
 }
 
 /// One waiting append's place in the room line; gives its turn up if dropped.
@@ -232,6 +243,7 @@ impl CommitLog {
                 tail_cache,
                 failure: None,
                 closing: false,
+                next_segment: NextSegment::None,
                 next_buffer_bytes: MIN_BUFFER_BYTES.min(config.write_buffer_bytes),
                 max_buffer_bytes: config.write_buffer_bytes,
                 stats: LogStats::default(),
@@ -242,6 +254,7 @@ impl CommitLog {
             durable_signal: Signal::default(),
             room: Signal::default(),
             room_line: TicketLine::default(),
+            next_segment_signal: Signal::default(),
         });
         {
             let mut state = log.state.borrow_mut();
@@ -260,9 +273,13 @@ impl CommitLog {
         log
     }
 
-    /// Starts the writer and, per flush mode, the syncer or the periodic flusher.
+    /// Starts the writer, the next segment's preparer and, per flush mode, the syncer or
+    /// the periodic flusher (in that order: [`Self::shut_down`] relies on it).
     pub(crate) fn start_tasks(self: &Rc<Self>) -> Vec<glommio::Task<()>> {
-        let mut tasks = vec![glommio::spawn_local(self.clone().writer_loop())];
+        let mut tasks = vec![
+            glommio::spawn_local(self.clone().writer_loop()),
+            glommio::spawn_local(self.clone().next_segment_loop()),
+        ];
         match self.config.flush {
             FlushMode::Sync => tasks.push(glommio::spawn_local(self.clone().syncer_loop())),
             FlushMode::Async => tasks.push(glommio::spawn_local(self.clone().flusher_loop())),
@@ -338,12 +355,13 @@ impl CommitLog {
             state.seal_active(Seal::Roll, 0);
             state.append_end = next_start;
             let path = self.dir.join(segment_file_name(next_start));
+            let file = state.next_segment.take_ready(next_start);
             state.segments.insert(
                 next_start,
                 Segment {
                     start: next_start,
                     path,
-                    file: None,
+                    file,
                     newest_store_timestamp_ms: 0,
                 },
             );
@@ -367,8 +385,12 @@ impl CommitLog {
         stamp(position, slot);
         active.len += len as usize;
         state.append_end += len;
+        let wants_next_segment = state.segment_to_prepare(segment_size).is_some();
         drop(state);
         self.work.notify();
+        if wants_next_segment {
+            self.next_segment_signal.notify();
+        }
         position
     }
 
@@ -408,28 +430,39 @@ impl CommitLog {
         tracing::error!(shard = self.config.shard_id.0, %reason, "commit log failed; refusing appends");
         self.state.borrow_mut().failure.get_or_insert(reason);
         self.durable_signal.notify();
+        self.next_segment_signal.notify();
         self.room.notify();
         self.work.notify();
     }
 
+    /// The open file of a segment, waiting for the preparer if it is creating it, or
+    /// creating it here if nobody has.
     async fn segment_file(&self, segment_start: u64) -> Result<Rc<DmaFile>> {
-        let path = {
-            let state = self.state.borrow();
-            let segment = state
-                .segments
-                .get(&segment_start)
-                .expect("a pending write for a known segment");
-            if let Some(file) = &segment.file {
-                return Ok(file.clone());
+        loop {
+            let changed = self.next_segment_signal.changed();
+            {
+                let state = self.state.borrow();
+                let segment = state
+                    .segments
+                    .get(&segment_start)
+                    .expect("a pending write for a known segment");
+                if let Some(file) = &segment.file {
+                    return Ok(file.clone());
+                }
+                if !state.next_segment.is_creating(segment_start) {
+                    break;
+                }
             }
-            segment.path.clone()
-        };
-        let file = Rc::new(open_segment_file(&path, true, self.config.segment_size_bytes).await?);
-        sync_directory(&self.dir).await?;
-        if let Some(segment) = self.state.borrow_mut().segments.get_mut(&segment_start) {
-            segment.file = Some(file.clone());
+            changed.await;
         }
-        Ok(file)
+        let file = self.create_segment_file(segment_start).await?;
+        let mut state = self.state.borrow_mut();
+        state.stats.segments_created_at_roll += 1;
+        let segment = state
+            .segments
+            .get_mut(&segment_start)
+            .expect("a pending write for a known segment");
+        Ok(segment.file.get_or_insert(file).clone())
     }
 
     /// Takes the next write that may be issued now, sealing the active buffer when the
@@ -648,9 +681,11 @@ impl CommitLog {
     pub(crate) async fn shut_down(&self, tasks: Vec<glommio::Task<()>>) -> Result<()> {
         self.state.borrow_mut().closing = true;
         self.work.notify();
+        self.next_segment_signal.notify();
         let mut tasks = tasks.into_iter();
-        if let Some(writer) = tasks.next() {
-            writer.await;
+        // The writer, then the next segment's preparer (it finishes a creation under way).
+        for task in tasks.by_ref().take(2) {
+            task.await;
         }
         // The async flusher may be asleep: do not wait for its timer.
         if self.config.flush == FlushMode::Sync {
@@ -668,7 +703,7 @@ impl CommitLog {
         state.durable = state.written;
         drop(state);
         self.durable_signal.notify();
-        Ok(())
+        self.remove_unused_next_segment()
     }
 
     /// Reads `[position, position + len)` from the segment holding it, with one aligned

@@ -20,7 +20,8 @@
 //!
 //! * [`record`]: the record format, producer-side builder, stamping, verification.
 //! * [`signal`]: a single-threaded change notification (also used by the broker).
-//! * `commit_log`: segments, group-commit writer, flush modes; `tail_cache`: recent bytes.
+//! * `commit_log`: segments, group-commit writer, flush modes; `tail_cache`: recent bytes;
+//!   `next_segment`: the next segment file, created ahead of the roll.
 //! * `queue_index`: per-queue index; `checkpoint`: how far the indexes are complete.
 //! * `recovery`: scan, torn-tail cut, damage detection; `retention`: segment deletion.
 //! * `store`: [`ShardStore`], tying them together; `read`: the read path.
@@ -33,6 +34,7 @@ mod config;
 mod creation_line;
 mod error;
 mod ids;
+mod next_segment;
 mod queue_index;
 mod read;
 pub mod record;

@@ -1,0 +1,171 @@
+//! The next segment is created ahead of the roll: the roll then finds its file ready, a
+//! clean shutdown removes it unused (a clean restart continues in the current segment), and
+//! after a crash recovery continues at its start with every acknowledged record intact.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{body_of, data_dir, encode, read_all, run, small_config};
+use spillway_storage::{FlushMode, QueueId, ShardStore, StorageConfig};
+
+const TOPIC: &str = "roll";
+
+fn config(path: &Path) -> StorageConfig {
+    small_config(path, FlushMode::Sync)
+}
+
+fn segment_path(path: &Path, start: u64) -> PathBuf {
+    path.join(format!("shard-0/commitlog/{start:020}.log"))
+}
+
+/// Appends messages numbered from `first` until the log passes `until`; returns the next
+/// message number and the log's end.
+async fn append_until(store: &ShardStore, first: u64, until: u64) -> (u64, u64) {
+    let mut n = first;
+    loop {
+        let mut batch = Vec::new();
+        encode(TOPIC, "t", &body_of(0, n), &mut batch);
+        let outcome = store.append(TOPIC, QueueId(0), &batch).await.unwrap();
+        assert_eq!(outcome.first_offset.0, n);
+        n += 1;
+        if outcome.end_position.0 > until {
+            return (n, outcome.end_position.0);
+        }
+    }
+}
+
+/// Waits (bounded) until the store has created `count` segments ahead of their roll.
+async fn wait_for_segments_created_ahead(store: &ShardStore, count: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.log_stats().segments_created_ahead < count {
+        assert!(
+            Instant::now() < deadline,
+            "the next segment was not created within 10 s of passing the middle: {:?}",
+            store.log_stats()
+        );
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn check_messages(store: &ShardStore, count: u64) {
+    let read = read_all(store, TOPIC, QueueId(0), 0).await;
+    assert_eq!(read.len() as u64, count);
+    for (n, (offset, body)) in read.iter().enumerate() {
+        assert_eq!(*offset, n as u64);
+        assert_eq!(body, &body_of(0, n as u64), "message {n}");
+    }
+}
+
+#[test]
+fn the_roll_finds_the_next_segment_ready() {
+    let dir = data_dir("next-segment-roll");
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let config = config(&path);
+        let segment = config.segment_size_bytes;
+        let store = ShardStore::open(config).await.unwrap();
+        assert!(!segment_path(&path, segment).exists());
+        let (next, _) = append_until(&store, 0, segment / 2).await;
+        wait_for_segments_created_ahead(&store, 1).await;
+        assert!(
+            segment_path(&path, segment).exists(),
+            "the next segment's file exists before the log reaches it"
+        );
+        let (next, end) = append_until(&store, next, segment + 100).await;
+        assert!(end > segment, "the log rolled into the second segment");
+        let stats = store.log_stats();
+        assert_eq!(
+            stats.segments_created_at_roll, 0,
+            "the roll created a file itself: {stats:?}"
+        );
+        check_messages(&store, next).await;
+        store.close().await.unwrap();
+    });
+}
+
+#[test]
+fn a_clean_shutdown_removes_an_unused_next_segment() {
+    let dir = data_dir("next-segment-close");
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let segment = config(&path).segment_size_bytes;
+        let store = ShardStore::open(config(&path)).await.unwrap();
+        let (next, end) = append_until(&store, 0, segment / 2).await;
+        wait_for_segments_created_ahead(&store, 1).await;
+        store.close().await.unwrap();
+        assert!(
+            !segment_path(&path, segment).exists(),
+            "an unused next segment outlived a clean shutdown"
+        );
+
+        let store = ShardStore::open(config(&path)).await.unwrap();
+        assert!(store.recovery_report().clean_shutdown);
+        assert_eq!(store.recovery_report().log_end.0, end);
+        // The log goes on in the first segment, right where it was.
+        let mut batch = Vec::new();
+        encode(TOPIC, "t", &body_of(0, next), &mut batch);
+        let outcome = store.append(TOPIC, QueueId(0), &batch).await.unwrap();
+        assert_eq!(outcome.first_position.0, end);
+        check_messages(&store, next + 1).await;
+        store.close().await.unwrap();
+    });
+}
+
+#[test]
+fn a_close_while_the_next_segment_is_created_finishes() {
+    let dir = data_dir("next-segment-close-racing");
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let segment = config(&path).segment_size_bytes;
+        let store = ShardStore::open(config(&path)).await.unwrap();
+        // The append past the middle asks for the next segment; the close comes at once,
+        // most likely while the file is being created.
+        let (next, end) = append_until(&store, 0, segment / 2).await;
+        let closed = glommio::timer::timeout(Duration::from_secs(30), async {
+            Ok(store.close().await)
+        })
+        .await;
+        closed
+            .expect("close did not finish within 30 s: the next segment's task missed it")
+            .unwrap();
+        assert!(!segment_path(&path, segment).exists());
+
+        let store = ShardStore::open(config(&path)).await.unwrap();
+        assert!(store.recovery_report().clean_shutdown);
+        assert_eq!(store.recovery_report().log_end.0, end);
+        check_messages(&store, next).await;
+        store.close().await.unwrap();
+    });
+}
+
+#[test]
+fn after_a_crash_the_log_continues_in_the_prepared_segment() {
+    let dir = data_dir("next-segment-crash");
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let segment = config(&path).segment_size_bytes;
+        let store = ShardStore::open(config(&path)).await.unwrap();
+        let (next, _) = append_until(&store, 0, segment / 2).await;
+        wait_for_segments_created_ahead(&store, 1).await;
+        // A crash: no close, so the prepared segment stays; every append above was
+        // acknowledged after an fdatasync.
+        drop(store);
+        assert!(segment_path(&path, segment).exists());
+
+        let store = ShardStore::open(config(&path)).await.unwrap();
+        assert!(!store.recovery_report().clean_shutdown);
+        check_messages(&store, next).await;
+        // The empty segment reads as never written: the log continues at its start, as
+        // after a roll.
+        let (after, _) = append_until(&store, next, 0).await;
+        assert_eq!(store.recovery_report().log_end.0, segment);
+        store.close().await.unwrap();
+
+        let store = ShardStore::open(config(&path)).await.unwrap();
+        assert!(store.recovery_report().clean_shutdown);
+        check_messages(&store, after).await;
+        store.close().await.unwrap();
+    });
+}
