@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use spillway_client::ClientConfig;
+use spillway_client::{Client, ClientConfig};
 use spillway_storage::FlushMode;
 
 use crate::drivers::consume::{self, ConsumeOptions, StartFrom};
@@ -68,7 +68,7 @@ pub struct ProducerArgs {
     /// Message body size in bytes (at least 16).
     #[arg(long, default_value_t = 1024)]
     pub message_size: usize,
-    /// Producer threads, each with its own producer.
+    /// Producer threads, each with its own producer (all on the run's one client).
     #[arg(long, default_value_t = 2)]
     pub producers: u32,
     /// Messages to send in total (default: send for --duration).
@@ -242,6 +242,13 @@ impl Target {
         })
     }
 
+    /// The one client of this run: producers and consumers all share its connections and
+    /// routes, as RocketMQ shares one client instance per process (fewer connections, so
+    /// fewer client threads, and requests of several producers batched into one write).
+    fn connect(&self) -> Result<Client, LoadError> {
+        Client::new(self.client.clone()).map_err(LoadError::client)
+    }
+
     fn close(self) -> Result<(), LoadError> {
         match self.cluster {
             Some(cluster) => {
@@ -322,7 +329,8 @@ pub fn produce(args: &ProduceArgs) -> Result<(), LoadError> {
     let stop = stop_flag()?;
     let progress = Arc::new(Progress::new());
     let printer = progress.spawn_printer(Box::new(std::io::stderr()))?;
-    let outcome = produce::run(&target.client, &options, &progress, &stop);
+    let client = target.connect()?;
+    let outcome = produce::run(&client, &options, &progress, &stop);
     printer.stop();
     let outcome = outcome?;
     let summary = progress.summary_over("produce", outcome.elapsed);
@@ -358,7 +366,8 @@ pub fn consume(args: &ConsumeArgs) -> Result<(), LoadError> {
     let progress = Arc::new(Progress::new());
     let printer = progress.spawn_printer(Box::new(std::io::stderr()))?;
     let consumed = Arc::new(AtomicU64::new(0));
-    let outcome = consume::run(&target.client, &options, &progress, &stop, &consumed, None);
+    let client = target.connect()?;
+    let outcome = consume::run(&client, &options, &progress, &stop, &consumed, None);
     printer.stop();
     let outcome = outcome?;
     report(
@@ -374,19 +383,21 @@ pub fn consume(args: &ConsumeArgs) -> Result<(), LoadError> {
 pub fn end_to_end(args: &EndToEndArgs) -> Result<(), LoadError> {
     let produce_options = produce_options(&args.target, &args.producer, None)?;
     let target = Target::open(&args.target, true)?;
-    let result = run_end_to_end(
-        &target.client,
-        &args.target.topic,
-        &produce_options,
-        args.consumers,
-        &args.output,
-    );
+    let result = target.connect().and_then(|client| {
+        run_end_to_end(
+            &client,
+            &args.target.topic,
+            &produce_options,
+            args.consumers,
+            &args.output,
+        )
+    });
     let closed = target.close();
     result.and(closed)
 }
 
 fn run_end_to_end(
-    client: &ClientConfig,
+    client: &Client,
     topic: &str,
     produce_options: &ProduceOptions,
     consumers: u32,
@@ -472,7 +483,8 @@ pub fn verify(args: &VerifyArgs) -> Result<bool, LoadError> {
     let ledger = Ledger::read(&args.ledger)?;
     eprintln!("ledger: {} acknowledged messages", ledger.entries().len());
     let verification = Arc::new(Mutex::new(Verification::new(ledger)?));
-    let client = ClientConfig::new(args.name_servers.iter().cloned());
+    let client = Client::new(ClientConfig::new(args.name_servers.iter().cloned()))
+        .map_err(LoadError::client)?;
     let options = ConsumeOptions {
         topic: args.topic.clone(),
         consumers: args.consumers,

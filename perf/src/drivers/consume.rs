@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use spillway_client::{ClientConfig, MessageQueue, PullConsumer, PullResult};
+use spillway_client::{Client, MessageQueue, PullConsumer, PullResult};
 use spillway_wire::{QueueId, QueueOffset};
 
 use crate::drivers::error_kind;
@@ -74,14 +74,14 @@ pub struct ConsumeOutcome {
 
 /// Runs the consumers until done or `stop` is set.
 pub fn run(
-    client: &ClientConfig,
+    client: &Client,
     options: &ConsumeOptions,
     progress: &Arc<Progress>,
     stop: &Arc<AtomicBool>,
     consumed: &Arc<AtomicU64>,
     verification: Option<Arc<Mutex<Verification>>>,
 ) -> Result<ConsumeOutcome, LoadError> {
-    let consumer = PullConsumer::new(client.clone(), CONSUMER_GROUP).map_err(LoadError::client)?;
+    let consumer = PullConsumer::with_client(client, CONSUMER_GROUP).map_err(LoadError::client)?;
     let queues = consumer.queues(&options.topic).map_err(LoadError::client)?;
     if queues.is_empty() {
         return Err(LoadError::Failed(format!(

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use spillway_client::{ClientConfig, Message, Producer, ProducerConfig, SendResult};
+use spillway_client::{Client, Message, Producer, ProducerConfig, SendResult};
 use spillway_wire::{QueueId, QueueOffset};
 
 use crate::drivers::error_kind;
@@ -61,7 +61,7 @@ pub struct ProduceOutcome {
 
 /// Runs the producers until done or `stop` is set; reports to `progress` as they go.
 pub fn run(
-    client: &ClientConfig,
+    client: &Client,
     options: &ProduceOptions,
     progress: &Arc<Progress>,
     stop: &Arc<AtomicBool>,
@@ -75,10 +75,10 @@ pub fn run(
     let deadline = options.duration.map(|duration| started + duration);
     let mut threads = Vec::new();
     for producer_index in 0..options.producers {
-        let mut config = ProducerConfig::new(client.clone());
+        let mut config = ProducerConfig::new(client.config().clone());
         config.linger = options.linger;
         config.batch_bytes = options.batch_bytes;
-        let producer = Producer::start(config).map_err(LoadError::client)?;
+        let producer = Producer::start_on(client, config).map_err(LoadError::client)?;
         let worker = Worker {
             producer,
             producer_index,
