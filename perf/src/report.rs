@@ -109,7 +109,8 @@ impl StorageReport {
             out,
             "Speeds and ratio_to_raw are medians over rounds, each round's ratio taken to the \
              raw speed measured right before that case; ratio range is the per-round min-max; \
-             latencies cover the appends of all rounds."
+             latencies cover the appends of all rounds. Each case first appends the store's \
+             tail-cache size untimed (warm-up: later write buffers are recycled, not fresh)."
         );
         let _ = writeln!(out);
         let _ = writeln!(

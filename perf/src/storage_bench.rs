@@ -9,6 +9,11 @@
 //! compared with a baseline taken a few gigabytes earlier was judged against a faster disk
 //! than the one it ran on. Adjacent, the two see the same disk.
 //!
+//! Each engine case measures a warm store: it first appends the store's tail-cache size
+//! (256 MiB) untimed ([`engine_append`](crate::engine_append)), because a cold store
+//! allocates and page-faults a fresh write buffer per write until its tail cache is full,
+//! and only then recycles them as a broker that has been running does.
+//!
 //! It owns the run's directory layout (`<dir>/spillway-perf-<pid>-<nanos>/`, holding the
 //! baseline's file and one store directory at a time, each case getting a fresh one in
 //! every round) and the order of the cases. The measured I/O happens in
