@@ -123,10 +123,9 @@ fn a_close_while_the_next_segment_is_created_finishes() {
         // The append past the middle asks for the next segment; the close comes at once,
         // most likely while the file is being created.
         let (next, end) = append_until(&store, 0, segment / 2).await;
-        let closed = glommio::timer::timeout(Duration::from_secs(30), async {
-            Ok(store.close().await)
-        })
-        .await;
+        let closed =
+            glommio::timer::timeout(Duration::from_secs(30), async { Ok(store.close().await) })
+                .await;
         closed
             .expect("close did not finish within 30 s: the next segment's task missed it")
             .unwrap();
