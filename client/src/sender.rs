@@ -306,8 +306,18 @@ impl Sender {
     }
 
     /// Whether `broker` has something to send now, and else the earliest time it will.
+    ///
+    /// With `send_when_idle`, batches linger only while an earlier request to the same
+    /// broker shard is in flight: for an idle shard they go at once. Under load there is
+    /// almost always a request in flight, so batches still fill; at low rates a message no
+    /// longer waits out a linger that gathers nothing.
     fn scan(&self, broker: usize, now: Instant) -> (bool, Option<Instant>) {
-        let linger = self.linger();
+        let idle = self.brokers[broker].in_flight == 0;
+        let linger = if idle && self.shared.config.send_when_idle {
+            Duration::ZERO
+        } else {
+            self.linger()
+        };
         let mut next = None;
         let mut ready = false;
         for slot in &self.brokers[broker].slots {

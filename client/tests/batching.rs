@@ -3,7 +3,8 @@
 //! share far fewer produce requests; a producer never holds more unacknowledged bytes than
 //! `max_pending_bytes`, and senders wait (rather than fail) while it is full; with no
 //! failures, one producer's round-robin messages keep their send order within each queue,
-//! also when they had to wait in the parked queue (for the first route, for memory).
+//! also when they had to wait in the parked queue (for the first route, for memory); with
+//! `send_when_idle`, a batch for an idle shard goes at once.
 
 mod common;
 
@@ -115,6 +116,53 @@ fn async_sends_within_the_linger_share_few_produce_requests() {
     assert!(stats.produce_parts <= stats.produce_requests * u64::from(QUEUES));
     let consumer = PullConsumer::new(config, "check").unwrap();
     assert_eq!(pull_topic(&consumer, TOPIC).len(), MESSAGES);
+}
+
+#[test]
+fn send_when_idle_sends_at_once_and_lingers_only_behind_a_request_in_flight() {
+    let (name_server, _broker) = start_cluster(TOPIC, QUEUES);
+    let producer = Producer::start(ProducerConfig {
+        // Far longer than the test may take: only the idle rule can send these.
+        linger: Duration::from_secs(600),
+        send_when_idle: true,
+        ..ProducerConfig::new(client_config(&name_server))
+    })
+    .unwrap();
+    producer.client().topic_route(TOPIC).unwrap();
+    let topic: Arc<str> = Arc::from(TOPIC);
+    // One at a time: each send finds its shard idle and goes at once.
+    for index in 0..20 {
+        let future = producer.send_async(Message::new(topic.clone(), format!("alone {index}")));
+        let (done, answered) = flume::bounded(1);
+        std::thread::spawn(move || {
+            let _ = done.send(futures_lite::future::block_on(future));
+        });
+        let result = answered
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a send to an idle shard waited for its 600 s linger");
+        result.unwrap();
+    }
+    assert_eq!(producer.stats().produce_requests, 20);
+    // Many at once: all but the first batches per shard wait behind a request in flight,
+    // so they share few requests, and every one is answered without the linger running out.
+    let futures: Vec<_> = (0..1000)
+        .map(|index| producer.send_async(Message::new(topic.clone(), format!("burst {index}"))))
+        .collect();
+    let (done, answered) = flume::bounded(1);
+    std::thread::spawn(move || {
+        for future in futures {
+            futures_lite::future::block_on(future).unwrap();
+        }
+        let _ = done.send(());
+    });
+    answered
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a burst waited for its 600 s linger");
+    let requests = producer.stats().produce_requests - 20;
+    assert!(
+        requests <= 50,
+        "{requests} produce requests for a burst of 1000"
+    );
 }
 
 #[test]

@@ -89,6 +89,10 @@ pub struct ProducerArgs {
     /// Batch size per queue, in bytes.
     #[arg(long, default_value_t = 256 << 10)]
     pub batch_bytes: usize,
+    /// Send a batch at once when its broker shard has no request of its producer in
+    /// flight (the producer's `send_when_idle`): lower latency below full speed.
+    #[arg(long)]
+    pub send_when_idle: bool,
 }
 
 /// Where the summary goes besides stdout.
@@ -288,6 +292,7 @@ fn produce_options(
         window: producer.window,
         linger: Duration::from_millis(producer.linger_ms),
         batch_bytes: producer.batch_bytes,
+        send_when_idle: producer.send_when_idle,
         ledger,
     })
 }
@@ -545,6 +550,7 @@ pub fn quickstart(args: &QuickstartArgs) -> Result<(), LoadError> {
         window: 4096,
         linger_ms: 2,
         batch_bytes: 256 << 10,
+        send_when_idle: false,
     };
     end_to_end(&EndToEndArgs {
         target,

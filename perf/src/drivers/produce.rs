@@ -47,6 +47,8 @@ pub struct ProduceOptions {
     pub linger: Duration,
     /// The producers' batch size.
     pub batch_bytes: usize,
+    /// The producers' `send_when_idle`.
+    pub send_when_idle: bool,
     /// Write every acknowledgement here.
     pub ledger: Option<std::path::PathBuf>,
 }
@@ -78,6 +80,7 @@ pub fn run(
         let mut config = ProducerConfig::new(client.config().clone());
         config.linger = options.linger;
         config.batch_bytes = options.batch_bytes;
+        config.send_when_idle = options.send_when_idle;
         let producer = Producer::start_on(client, config).map_err(LoadError::client)?;
         let worker = Worker {
             producer,
