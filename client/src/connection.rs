@@ -185,6 +185,12 @@ impl Shared {
             return;
         };
         let timeout = first.timeout;
+        // Broken first, answered second: a caller woken by its timeout finds the
+        // connection already broken (and cannot send on it again in between).
+        self.fail_all(ClientError::Disconnected {
+            address: self.address.to_string(),
+            reason: format!("closed after a request got no answer within {timeout:?}"),
+        });
         for request in expired {
             let error = ClientError::Timeout {
                 address: self.address.to_string(),
@@ -192,10 +198,6 @@ impl Shared {
             };
             request.reply.complete(Err(error));
         }
-        self.fail_all(ClientError::Disconnected {
-            address: self.address.to_string(),
-            reason: format!("closed after a request got no answer within {timeout:?}"),
-        });
     }
 }
 
