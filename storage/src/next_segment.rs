@@ -133,6 +133,26 @@ impl CommitLog {
         }
     }
 
+    /// Resolves once the segment after the current one is ready, or its creation failed,
+    /// or the log closes or fails. Waits for an append to ask for it first.
+    pub(crate) async fn next_segment_settled(&self) {
+        loop {
+            let changed = self.next_segment_signal.changed();
+            {
+                let state = self.state.borrow();
+                let next = state.current_segment_start() + self.config.segment_size_bytes;
+                let settled = matches!(
+                    state.next_segment,
+                    NextSegment::Ready(start, _) | NextSegment::Failed(start) if start == next
+                );
+                if settled || state.closing || state.failure.is_some() {
+                    return;
+                }
+            }
+            changed.await;
+        }
+    }
+
     fn is_closing_or_failed(&self) -> bool {
         let state = self.state.borrow();
         state.closing || state.failure.is_some()

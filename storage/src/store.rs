@@ -337,6 +337,13 @@ impl ShardStore {
         &self.inner.recovery
     }
 
+    /// Resolves once the next commit-log segment has been created ahead of the roll (or
+    /// its creation failed, or the store closes). The creation starts when an append lands
+    /// past the middle of the current segment; until one does, this waits.
+    pub async fn next_segment_settled(&self) {
+        self.inner.log.next_segment_settled().await;
+    }
+
     /// Counters of the commit log's writer.
     pub fn log_stats(&self) -> crate::commit_log::LogStats {
         self.inner.log.state.borrow().stats

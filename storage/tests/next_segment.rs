@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{body_of, data_dir, encode, read_all, run, small_config};
 use spillway_storage::{FlushMode, QueueId, ShardStore, StorageConfig};
@@ -36,17 +36,20 @@ async fn append_until(store: &ShardStore, first: u64, until: u64) -> (u64, u64) 
     }
 }
 
-/// Waits (bounded) until the store has created `count` segments ahead of their roll.
-async fn wait_for_segments_created_ahead(store: &ShardStore, count: u64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while store.log_stats().segments_created_ahead < count {
-        assert!(
-            Instant::now() < deadline,
-            "the next segment was not created within 10 s of passing the middle: {:?}",
-            store.log_stats()
-        );
-        glommio::timer::sleep(Duration::from_millis(1)).await;
-    }
+/// Waits, at most 10 s, until the store has created the next segment ahead of its roll.
+async fn wait_for_next_segment(store: &ShardStore) {
+    glommio::timer::timeout(Duration::from_secs(10), async {
+        store.next_segment_settled().await;
+        Ok(())
+    })
+    .await
+    .expect("the next segment was not created within 10 s of passing the middle");
+    assert_eq!(
+        store.log_stats().segments_created_ahead,
+        1,
+        "{:?}",
+        store.log_stats()
+    );
 }
 
 async fn check_messages(store: &ShardStore, count: u64) {
@@ -68,7 +71,7 @@ fn the_roll_finds_the_next_segment_ready() {
         let store = ShardStore::open(config).await.unwrap();
         assert!(!segment_path(&path, segment).exists());
         let (next, _) = append_until(&store, 0, segment / 2).await;
-        wait_for_segments_created_ahead(&store, 1).await;
+        wait_for_next_segment(&store).await;
         assert!(
             segment_path(&path, segment).exists(),
             "the next segment's file exists before the log reaches it"
@@ -93,7 +96,7 @@ fn a_clean_shutdown_removes_an_unused_next_segment() {
         let segment = config(&path).segment_size_bytes;
         let store = ShardStore::open(config(&path)).await.unwrap();
         let (next, end) = append_until(&store, 0, segment / 2).await;
-        wait_for_segments_created_ahead(&store, 1).await;
+        wait_for_next_segment(&store).await;
         store.close().await.unwrap();
         assert!(
             !segment_path(&path, segment).exists(),
@@ -147,7 +150,7 @@ fn after_a_crash_the_log_continues_in_the_prepared_segment() {
         let segment = config(&path).segment_size_bytes;
         let store = ShardStore::open(config(&path)).await.unwrap();
         let (next, _) = append_until(&store, 0, segment / 2).await;
-        wait_for_segments_created_ahead(&store, 1).await;
+        wait_for_next_segment(&store).await;
         // A crash: no close, so the prepared segment stays; every append above was
         // acknowledged after an fdatasync.
         drop(store);
