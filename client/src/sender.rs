@@ -35,6 +35,12 @@ use crate::producer::Shared;
 /// How long round-robin sends avoid a broker group after a failure that suggests it is
 /// down or not serving (connection lost, timeout, not master, unavailable).
 pub const BROKER_PAUSE: Duration = Duration::from_secs(1);
+/// Longest the sender sleeps without looking at its slots again, even with nothing due.
+/// A safety net, not part of the protocol: every change a caller makes is followed by a
+/// `Wake`, yet clean-clone CI runs twice caught a blocking send waiting for ever while this
+/// thread slept with no deadline (`failover.rs`, after a broker kill; not reproduced
+/// locally, cause not found). A look every 200 ms turns such a lost wake-up into a delay.
+pub const IDLE_RESCAN: Duration = Duration::from_millis(200);
 /// How soon the sender tries again when a connection has no free place for a request.
 pub const PERMIT_RETRY_INTERVAL: Duration = Duration::from_millis(1);
 
@@ -194,10 +200,10 @@ impl Sender {
                 self.finish();
                 return;
             }
-            let event = match deadline {
-                Some(deadline) => self.events.recv_deadline(deadline).ok(),
-                None => self.events.recv().ok(),
-            };
+            // Never asleep without a deadline: see IDLE_RESCAN.
+            let deadline = earliest(deadline, Some(Instant::now() + IDLE_RESCAN))
+                .expect("earliest of a Some is Some");
+            let event = self.events.recv_deadline(deadline).ok();
             if let Some(event) = event {
                 self.handle(event);
             }
