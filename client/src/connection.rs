@@ -250,6 +250,14 @@ impl Connection {
             next_request_id: AtomicU64::new(1),
             encoder: FrameEncoder::with_max_frame_bytes(settings.max_frame_bytes),
         });
+        if let Err(reason) = check_address(address) {
+            // Nothing to connect to: broken from the start, no thread.
+            shared.fail_all(ClientError::io(
+                address,
+                io::Error::new(io::ErrorKind::InvalidInput, reason),
+            ));
+            return connection;
+        }
         let spawned = std::thread::Builder::new()
             .name(format!("spillway-write {address}"))
             .spawn({
@@ -471,6 +479,25 @@ impl ConnectionPool {
         let connection = Connection::open(address, self.settings, shard);
         connections.insert(key, connection.clone());
         connection
+    }
+}
+
+/// Checks that `address` has the shape `host:port` with a port one can connect to, without
+/// resolving the host (which may block). A route naming anything else fails its requests at
+/// once instead of after a connect attempt.
+fn check_address(address: &str) -> std::result::Result<(), String> {
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return Err(format!("{address:?} is not host:port"));
+    };
+    if host.is_empty() {
+        return Err(format!("{address:?} names no host"));
+    }
+    match port.parse::<u16>() {
+        Ok(0) => Err(format!(
+            "{address:?} names port 0, which no server listens on"
+        )),
+        Ok(_) => Ok(()),
+        Err(_) => Err(format!("{address:?} has no valid port (1 to 65535)")),
     }
 }
 
@@ -798,6 +825,36 @@ mod tests {
             matches!(again, Err(ClientError::Disconnected { .. })),
             "{again:?}"
         );
+    }
+
+    #[test]
+    fn an_address_one_cannot_connect_to_breaks_the_connection_at_once() {
+        for address in [
+            "127.0.0.1:0",
+            "127.0.0.1",
+            ":9876",
+            "host:port",
+            "host:65536",
+        ] {
+            let connection = Connection::open(address, settings(), Some(0));
+            assert!(connection.is_broken(), "{address}");
+            let (reply, _answer) = flume::bounded(1);
+            let permit = connection.try_permit().unwrap();
+            let sent = connection.send(
+                &ListTopicsRequest {},
+                Vec::new(),
+                Duration::from_secs(1),
+                Reply::Oneshot(reply),
+                permit,
+            );
+            assert!(
+                matches!(&sent, Err(ClientError::Io { .. })),
+                "{address}: {sent:?}"
+            );
+        }
+        for address in ["127.0.0.1:1", "localhost:9876", "[::1]:9876"] {
+            assert_eq!(check_address(address), Ok(()), "{address}");
+        }
     }
 
     #[test]

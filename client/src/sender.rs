@@ -35,12 +35,6 @@ use crate::producer::Shared;
 /// How long round-robin sends avoid a broker group after a failure that suggests it is
 /// down or not serving (connection lost, timeout, not master, unavailable).
 pub const BROKER_PAUSE: Duration = Duration::from_secs(1);
-/// Longest the sender sleeps without looking at its slots again, even with nothing due.
-/// A safety net, not part of the protocol: every change a caller makes is followed by a
-/// `Wake`, yet clean-clone CI runs twice caught a blocking send waiting for ever while this
-/// thread slept with no deadline (`failover.rs`, after a broker kill; not reproduced
-/// locally, cause not found). A look every 200 ms turns such a lost wake-up into a delay.
-pub const IDLE_RESCAN: Duration = Duration::from_millis(200);
 /// How soon the sender tries again when a connection has no free place for a request.
 pub const PERMIT_RETRY_INTERVAL: Duration = Duration::from_millis(1);
 
@@ -154,6 +148,8 @@ pub(crate) struct Sender {
     deferred_flushes: Vec<(u64, flume::Sender<()>)>,
     /// Set once closing: the waiters to answer when done.
     closing: Option<Vec<flume::Sender<()>>>,
+    /// A batch was queued for retry since [`Sender::pump`] started its pass.
+    requeued: bool,
 }
 
 fn earliest(current: Option<Instant>, candidate: Option<Instant>) -> Option<Instant> {
@@ -177,6 +173,7 @@ impl Sender {
             flushes: Vec::new(),
             deferred_flushes: Vec::new(),
             closing: None,
+            requeued: false,
         }
     }
 
@@ -200,10 +197,10 @@ impl Sender {
                 self.finish();
                 return;
             }
-            // Never asleep without a deadline: see IDLE_RESCAN.
-            let deadline = earliest(deadline, Some(Instant::now() + IDLE_RESCAN))
-                .expect("earliest of a Some is Some");
-            let event = self.events.recv_deadline(deadline).ok();
+            let event = match deadline {
+                Some(deadline) => self.events.recv_deadline(deadline).ok(),
+                None => self.events.recv().ok(),
+            };
             if let Some(event) = event {
                 self.handle(event);
             }
@@ -268,20 +265,37 @@ impl Sender {
     }
 
     /// Sends to every ready broker; returns when to look again (if nothing happens first).
+    ///
+    /// A send that fails at once (its connection already broken) queues its batches for
+    /// retry, usually on another broker group, which this pass may have looked at already:
+    /// so passes repeat until one queues no retry. Nothing else would wake the thread for
+    /// those batches (a clean-clone CI run hung on exactly that, a blocking send waiting
+    /// for a retry that sat in a slot looked at before the failure). Every retry spends one
+    /// of its batch's attempts, so the passes end.
     fn pump(&mut self) -> Option<Instant> {
+        loop {
+            self.requeued = false;
+            let next = self.pump_pass();
+            if !self.requeued {
+                return next;
+            }
+        }
+    }
+
+    /// One pass of [`Sender::pump`] over the brokers, in order.
+    fn pump_pass(&mut self) -> Option<Instant> {
         let now = Instant::now();
         let mut next = None;
         for broker in 0..self.brokers.len() {
-            if let Some(until) = self.brokers[broker].paused_until {
-                if until <= now {
-                    self.brokers[broker].paused_until = None;
-                    self.brokers[broker]
-                        .health
-                        .paused
-                        .store(false, Ordering::Relaxed);
-                } else {
-                    next = earliest(next, Some(until));
-                }
+            if self.brokers[broker]
+                .paused_until
+                .is_some_and(|until| until <= now)
+            {
+                self.brokers[broker].paused_until = None;
+                self.brokers[broker]
+                    .health
+                    .paused
+                    .store(false, Ordering::Relaxed);
             }
             loop {
                 if self.brokers[broker].in_flight
@@ -307,6 +321,9 @@ impl Sender {
                     }
                 }
             }
+            // Including a pause this pass began: round-robin returns to the broker once
+            // it ends, even if nothing else wakes the thread.
+            next = earliest(next, self.brokers[broker].paused_until);
         }
         next
     }
@@ -649,6 +666,7 @@ impl Sender {
             return;
         }
         batch.attempts += 1;
+        self.requeued = true;
         self.shared.counters.retries.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(%error, topic = %slot.topic, queue = slot.queue_id, broker = %slot.broker.name, attempt = batch.attempts, "retrying a batch");
         if error.suggests_route_change() {

@@ -17,6 +17,10 @@ use spillway_client::{
     Message, MessageQueue, Producer, ProducerConfig, PullConsumer, BROKER_PAUSE,
 };
 use spillway_tests::{poll_until, NameServer, DEADLINE};
+use spillway_wire::message::{
+    RegisterBrokerRequest, RegisterBrokerResponse, ShardLayout, TopicConfig,
+};
+use spillway_wire::BrokerId;
 
 const TOPIC: &str = "orders";
 const QUEUES: u32 = 4;
@@ -74,6 +78,64 @@ fn round_robin_sends_keep_succeeding_after_one_broker_is_killed() {
     );
     assert_eq!(stats.messages_failed, 0);
     assert_eq!(stats.messages_acknowledged, (2 * MESSAGES + after) as u64);
+}
+
+/// A send that fails the moment it is made (the group's address is one nothing can connect
+/// to, so its connection is broken before the request goes) is retried on the other group,
+/// which the sender may have looked at earlier in the same pass: the retry still goes. The
+/// sender used to leave it in its slot until some other event woke it, so a blocking send
+/// landing on the broken group waited for ever. Sends run on a thread of their own, so a
+/// hang fails the test after the deadline instead of hanging the suite.
+#[test]
+fn a_send_refused_at_once_is_retried_on_the_other_group_without_waiting_for_an_event() {
+    let name_server = NameServer::start(&[]);
+    let _broker = start_broker(&name_server, "broker-a", TOPIC, QUEUES);
+    // A second group whose master cannot be connected to: it sorts after broker-a, so the
+    // sender registers (and looks at) broker-a's queues first.
+    let ghost = RegisterBrokerRequest {
+        cluster: "test".into(),
+        broker_name: "z-ghost".into(),
+        broker_id: BrokerId::MASTER,
+        address: "127.0.0.1:0".into(),
+        shard_count: 1,
+        topics_version: 1,
+        topics: vec![TopicConfig {
+            topic: TOPIC.into(),
+            queue_count: QUEUES,
+            shard_layout: ShardLayout::RoundRobin,
+        }],
+    };
+    name_server
+        .connect()
+        .call::<_, RegisterBrokerResponse>(&ghost, &[])
+        .unwrap_or_else(|refused| panic!("registering the ghost group: {refused:?}"));
+    wait_for_groups(&name_server, TOPIC, 2);
+    let producer = Producer::start(ProducerConfig::new(client_config(&name_server))).unwrap();
+
+    let (done, finished) = flume::bounded(1);
+    let sender = {
+        let producer = producer.clone();
+        std::thread::spawn(move || {
+            let topic: Arc<str> = Arc::from(TOPIC);
+            for index in 0..MESSAGES {
+                let sent = producer
+                    .send(Message::new(topic.clone(), format!("message {index}")))
+                    .unwrap_or_else(|error| panic!("send {index}: {error}"));
+                assert_eq!(&*sent.broker_name, "broker-a");
+            }
+            let _ = done.send(());
+        })
+    };
+    let outcome = finished.recv_timeout(DEADLINE);
+    assert!(
+        outcome.is_ok() || sender.is_finished(),
+        "blocking sends stuck behind a retry for {DEADLINE:?}: {:?}",
+        producer.stats()
+    );
+    sender.join().expect("the sending thread");
+    let stats = producer.stats();
+    assert!(stats.retries >= 1, "no send met the ghost group: {stats:?}");
+    assert_eq!(stats.messages_acknowledged, MESSAGES as u64);
 }
 
 #[test]
