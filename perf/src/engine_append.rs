@@ -146,6 +146,7 @@ async fn append_on_executor(
 
     let start = Instant::now();
     let cpu_start = thread_cpu_time();
+    let faults_start = thread_minor_faults();
     let latency_us = append_batches(case, &store, &batch, batch_count).await?;
     let elapsed = start.elapsed();
     let stats = store.log_stats();
@@ -162,6 +163,8 @@ async fn append_on_executor(
         syncs,
         segments_created_ahead = stats.segments_created_ahead,
         segments_created_at_roll = stats.segments_created_at_roll,
+        buffers_allocated = stats.buffers_allocated - stats_before.buffers_allocated,
+        minor_faults = thread_minor_faults() - faults_start,
         "commit log writer"
     );
     let store = Rc::try_unwrap(store).unwrap_or_else(|_| {
@@ -273,6 +276,15 @@ fn encode_batch(case: EngineCase) -> Result<Vec<u8>, PerfError> {
         assert_eq!(encoded, case.record_bytes(), "record size arithmetic");
     }
     Ok(batch)
+}
+
+/// Minor page faults of the calling thread so far (first touches of fresh memory).
+fn thread_minor_faults() -> i64 {
+    // SAFETY: `rusage` is plain integers, for which all zeroes is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct we own.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    usage.ru_minflt
 }
 
 /// CPU time used by the calling thread so far.

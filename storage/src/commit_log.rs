@@ -152,6 +152,9 @@ pub struct LogStats {
     /// Segment files the writer had to create itself at the roll (the one ahead was not
     /// ready), stalling appends meanwhile.
     pub segments_created_at_roll: u64,
+    /// Write buffers allocated fresh (each page faults on first touch); the others reuse a
+    /// buffer the tail cache let go of.
+    pub buffers_allocated: u64,
 }
 
 /// The commit log of one shard.
@@ -827,7 +830,10 @@ impl LogState {
         let mut buffer = self
             .tail_cache
             .take_spare(needed.max(capacity / 2), 2 * capacity)
-            .unwrap_or_else(|| glommio::allocate_dma_buffer_global(capacity));
+            .unwrap_or_else(|| {
+                self.stats.buffers_allocated += 1;
+                glommio::allocate_dma_buffer_global(capacity)
+            });
         buffer.as_bytes_mut()[..carry.len()].copy_from_slice(carry);
         self.active = Some(ActiveBuffer {
             start,
