@@ -13,8 +13,8 @@
 //!    per message.
 //! 3. Once a second, [`Progress::tick`] (called by the printer thread,
 //!    [`Progress::spawn_printer`]) takes the interval, adds it to the run's total and
-//!    returns a [`ProgressLine`]: msgs/s and MB/s over that interval, p99 of the whole run
-//!    so far, errors so far.
+//!    returns a [`ProgressLine`]: msgs/s, MB/s and p99 over that interval, p99 of the whole
+//!    run so far, errors so far.
 //! 4. At the end, [`Progress::summary`] (or [`Summary::from_recorders`] without a
 //!    `Progress`) builds the [`Summary`] from the **merged** histogram of every worker:
 //!    percentiles of all samples, never averages of per-worker percentiles.
@@ -312,6 +312,8 @@ impl Progress {
             total,
             ..
         } = &mut *state;
+        let interval_latency_us_p99 =
+            (!current.latency_us.is_empty()).then(|| current.latency_us.value_at_quantile(0.99));
         total.merge(current);
         let line = ProgressLine {
             elapsed: now.saturating_duration_since(self.started),
@@ -320,6 +322,7 @@ impl Progress {
             interval_bytes: current.bytes,
             latency_us_p99: (!total.latency_us.is_empty())
                 .then(|| total.latency_us.value_at_quantile(0.99)),
+            interval_latency_us_p99,
             errors: total.error_count(),
         };
         current.reset();
@@ -434,6 +437,9 @@ pub struct ProgressLine {
     pub interval_bytes: u64,
     /// 99th percentile latency of the run so far; `None` before the first sample.
     pub latency_us_p99: Option<u64>,
+    /// 99th percentile latency of the samples reported in the interval (workers report
+    /// about once a second, so this is roughly the last second); `None` if there were none.
+    pub interval_latency_us_p99: Option<u64>,
     /// Errors of the run so far.
     pub errors: u64,
 }
@@ -451,18 +457,17 @@ impl ProgressLine {
 }
 
 impl fmt::Display for ProgressLine {
-    /// `   3.0 s   125000 msg/s    128.00 MB/s   p99 1.234 ms   errors 0`.
+    /// `   3.0 s   125000 msg/s    128.00 MB/s   p99 1.234 ms (last 1 s 1.100 ms)   errors 0`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let p99 = self
-            .latency_us_p99
-            .map_or_else(|| "-".to_owned(), format_latency_us);
+        let latency = |p99: Option<u64>| p99.map_or_else(|| "-".to_owned(), format_latency_us);
         write!(
             f,
-            "{:>6.1} s  {:>10.0} msg/s  {:>9.2} MB/s  p99 {:>10}  errors {}",
+            "{:>6.1} s  {:>10.0} msg/s  {:>9.2} MB/s  p99 {:>10} (last 1 s {:>10})  errors {}",
             self.elapsed.as_secs_f64(),
             self.messages_per_s(),
             self.mb_s(),
-            p99,
+            latency(self.latency_us_p99),
+            latency(self.interval_latency_us_p99),
             self.errors
         )
     }
@@ -938,6 +943,9 @@ mod tests {
             "a tick covers its interval only"
         );
         assert_eq!(second.errors, 1);
+        // The interval's p99 covers its own samples only: none in the next one.
+        assert_eq!(second.interval_latency_us_p99, Some(2_000));
+        assert_eq!(progress.tick().interval_latency_us_p99, None);
 
         worker.add_messages(4, 4_000);
         progress.report(&mut worker); // after the last tick: still in the summary
@@ -955,19 +963,23 @@ mod tests {
             interval_messages: 50_000,
             interval_bytes: 64_000_000,
             latency_us_p99: Some(1_234),
+            interval_latency_us_p99: Some(2_500),
             errors: 2,
         };
         assert_eq!(line.messages_per_s(), 100_000.0);
         assert_eq!(line.mb_s(), 128.0);
         assert_eq!(
             line.to_string(),
-            "   3.0 s      100000 msg/s     128.00 MB/s  p99   1.234 ms  errors 2"
+            "   3.0 s      100000 msg/s     128.00 MB/s  p99   1.234 ms (last 1 s   2.500 ms)  errors 2"
         );
         let empty = ProgressLine {
             latency_us_p99: None,
+            interval_latency_us_p99: None,
             ..line
         };
-        assert!(empty.to_string().contains("p99          -"));
+        assert!(empty
+            .to_string()
+            .contains("p99          - (last 1 s          -)"));
     }
 
     #[test]
