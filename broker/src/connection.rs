@@ -49,6 +49,12 @@ use crate::shard::Shard;
 
 /// Bytes read from the socket at a time (a frame larger than this takes several reads).
 const READ_CHUNK_BYTES: usize = 256 << 10;
+/// Fewest bytes of room a read asks for. The input buffer is only replaced when less room
+/// than this is left: the frames split off it keep its memory alive while their requests
+/// run, so asking for a whole chunk of room before every read allocated (and page-faulted)
+/// a fresh 256 KiB buffer per read, which was most of a shard's page faults at moderate
+/// rates, where a read brings a few kilobytes.
+const MIN_READ_ROOM_BYTES: usize = 32 << 10;
 
 /// What a request handler answers with: a response header and its payload.
 pub struct Response<H> {
@@ -321,7 +327,9 @@ async fn read_requests(
         if shard.is_shutting_down() || connection.broken.get() {
             return (reader, None);
         }
-        input.reserve(READ_CHUNK_BYTES);
+        if input.capacity() - input.len() < MIN_READ_ROOM_BYTES {
+            input.reserve(READ_CHUNK_BYTES);
+        }
         let read = {
             let spare = input.spare_capacity_mut();
             // SAFETY: the bytes are only read after `read` reports them written, and
