@@ -244,6 +244,8 @@ impl Recorder {
 #[derive(Debug)]
 pub struct Progress {
     started: Instant,
+    /// The first part of the run, whose samples the workers do not report.
+    warmup: Duration,
     state: Mutex<ProgressState>,
 }
 
@@ -265,9 +267,15 @@ impl Default for Progress {
 impl Progress {
     /// A run starting now.
     pub fn new() -> Progress {
+        Progress::with_warmup(Duration::ZERO)
+    }
+
+    /// A run starting now whose first `warmup` is not measured (its progress lines say so).
+    pub fn with_warmup(warmup: Duration) -> Progress {
         let started = Instant::now();
         Progress {
             started,
+            warmup,
             state: Mutex::new(ProgressState {
                 interval: Recorder::new(),
                 total: Recorder::new(),
@@ -315,8 +323,10 @@ impl Progress {
         let interval_latency_us_p99 =
             (!current.latency_us.is_empty()).then(|| current.latency_us.value_at_quantile(0.99));
         total.merge(current);
+        let elapsed = now.saturating_duration_since(self.started);
         let line = ProgressLine {
-            elapsed: now.saturating_duration_since(self.started),
+            elapsed,
+            warming_up: elapsed < self.warmup,
             interval,
             interval_messages: current.messages,
             interval_bytes: current.bytes,
@@ -429,6 +439,8 @@ impl Drop for ProgressPrinter {
 pub struct ProgressLine {
     /// Time since the run started.
     pub elapsed: Duration,
+    /// Still in the warm-up, whose samples are not recorded.
+    pub warming_up: bool,
     /// Length of the interval the rates cover (about a second).
     pub interval: Duration,
     /// Messages done in the interval.
@@ -459,6 +471,14 @@ impl ProgressLine {
 impl fmt::Display for ProgressLine {
     /// `   3.0 s   125000 msg/s    128.00 MB/s   p99 1.234 ms (last 1 s 1.100 ms)   errors 0`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.warming_up {
+            return write!(
+                f,
+                "{:>6.1} s  warm-up (not measured)  errors {}",
+                self.elapsed.as_secs_f64(),
+                self.errors
+            );
+        }
         let latency = |p99: Option<u64>| p99.map_or_else(|| "-".to_owned(), format_latency_us);
         write!(
             f,
@@ -959,6 +979,7 @@ mod tests {
     fn progress_line_shows_rates_over_its_interval() {
         let line = ProgressLine {
             elapsed: Duration::from_millis(3_000),
+            warming_up: false,
             interval: Duration::from_millis(500),
             interval_messages: 50_000,
             interval_bytes: 64_000_000,
@@ -980,6 +1001,14 @@ mod tests {
         assert!(empty
             .to_string()
             .contains("p99          - (last 1 s          -)"));
+        let warming_up = ProgressLine {
+            warming_up: true,
+            ..line
+        };
+        assert_eq!(
+            warming_up.to_string(),
+            "   3.0 s  warm-up (not measured)  errors 2"
+        );
     }
 
     #[test]

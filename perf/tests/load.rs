@@ -130,5 +130,33 @@ fn verify_is_clean_after_produce_and_catches_a_claimed_but_missing_message() {
     assert!(stdout.contains("FAILED"), "{}", text(&caught));
     assert!(stdout.contains("1 lost"), "{}", text(&caught));
     assert!(stdout.contains("lost 999:0"), "{}", text(&caught));
+
+    // With a warm-up, the ledger has every acknowledged message and the summary only those
+    // sent after the warm-up: two fifths of them at a steady rate (1.5 s, then 1 s).
+    let warm_ledger = directory.join("warm.ledger");
+    let summary_path = directory.join("warm.json");
+    let warmed = perf()
+        .args(["produce", "--name-server", &name_server, "--producers", "1"])
+        .args(["--rate", "2000", "--warmup", "1.5", "--duration", "1"])
+        .args(["--message-size", "200", "--ledger"])
+        .arg(&warm_ledger)
+        .arg("--json")
+        .arg(&summary_path)
+        .output()
+        .unwrap();
+    assert!(warmed.status.success(), "{}", text(&warmed));
+    assert!(
+        String::from_utf8_lossy(&warmed.stderr).contains("warm-up (not measured)"),
+        "{}",
+        text(&warmed)
+    );
+    let acknowledged = Ledger::read(&warm_ledger).unwrap().entries().len() as u64;
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
+    let measured = summary["messages"].as_u64().unwrap();
+    assert!(
+        measured > 0 && measured * 4 < acknowledged * 3,
+        "{measured} measured of {acknowledged} acknowledged: the warm-up's are not left out"
+    );
     cluster.stop().unwrap();
 }

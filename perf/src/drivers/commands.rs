@@ -20,7 +20,7 @@ use crate::drivers::consume::{self, ConsumeOptions, StartFrom};
 use crate::drivers::produce::{self, ProduceOptions};
 use crate::ledger::Ledger;
 use crate::local_cluster::{LocalCluster, LocalClusterOptions};
-use crate::message_body::MIN_BODY_BYTES;
+use crate::message_body::{now_micros, MIN_BODY_BYTES};
 use crate::stats::{Progress, Summary};
 use crate::verification::Verification;
 use crate::LoadError;
@@ -74,9 +74,14 @@ pub struct ProducerArgs {
     /// Messages to send in total (default: send for --duration).
     #[arg(long)]
     pub messages: Option<u64>,
-    /// Seconds to send for (default 10 unless --messages is given).
+    /// Seconds to send for (default 10 unless --messages is given), after the warm-up.
     #[arg(long)]
     pub duration: Option<f64>,
+    /// Seconds to send first without measuring (only errors count, and the ledger records
+    /// everything): connections open and the broker allocates its write buffers, so the
+    /// figures describe the steady state.
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup: f64,
     /// Messages per second in total (default: as fast as acknowledgements allow).
     #[arg(long)]
     pub rate: Option<f64>,
@@ -288,12 +293,19 @@ fn produce_options(
         producers: producer.producers,
         messages: producer.messages,
         duration,
+        warmup: warmup_arg(producer.warmup)?,
         rate: producer.rate,
         window: producer.window,
         linger: Duration::from_millis(producer.linger_ms),
         batch_bytes: producer.batch_bytes,
         send_when_idle: producer.send_when_idle,
         ledger,
+    })
+}
+
+fn warmup_arg(seconds: f64) -> Result<Duration, LoadError> {
+    Duration::try_from_secs_f64(seconds).map_err(|_| {
+        LoadError::Failed("--warmup must be zero or a positive number of seconds".into())
     })
 }
 
@@ -332,7 +344,7 @@ pub fn produce(args: &ProduceArgs) -> Result<(), LoadError> {
     let options = produce_options(&args.target, &args.producer, args.ledger.clone())?;
     let target = Target::open(&args.target, true)?;
     let stop = stop_flag()?;
-    let progress = Arc::new(Progress::new());
+    let progress = Arc::new(Progress::with_warmup(options.warmup));
     let printer = progress.spawn_printer(Box::new(std::io::stderr()))?;
     let client = target.connect()?;
     let outcome = produce::run(&client, &options, &progress, &stop);
@@ -365,6 +377,7 @@ pub fn consume(args: &ConsumeArgs) -> Result<(), LoadError> {
         drain: args.drain,
         max_messages_per_pull: MAX_MESSAGES_PER_PULL,
         end_to_end: false,
+        measure_born_from_us: None,
         positioned: None,
     };
     let stop = stop_flag()?;
@@ -418,12 +431,13 @@ fn run_end_to_end(
         drain: false,
         max_messages_per_pull: MAX_MESSAGES_PER_PULL,
         end_to_end: true,
+        measure_born_from_us: Some(now_micros() + produce_options.warmup.as_micros() as u64),
         positioned: Some(positioned.clone()),
     };
     let stop = stop_flag()?;
     let consumers_stop = Arc::new(AtomicBool::new(false));
-    let produced = Arc::new(Progress::new());
-    let received = Arc::new(Progress::new());
+    let produced = Arc::new(Progress::with_warmup(produce_options.warmup));
+    let received = Arc::new(Progress::with_warmup(produce_options.warmup));
     let consumed = Arc::new(AtomicU64::new(0));
     let consumer_thread = {
         let (client, received, consumers_stop, consumed) = (
@@ -455,7 +469,10 @@ fn run_end_to_end(
     }
     let printer = received.spawn_printer(Box::new(std::io::stderr()))?;
     let outcome = produce::run(client, produce_options, &produced, &stop);
-    let acknowledged = produced.summary("produce").messages;
+    let acknowledged = produced.summary("produce").messages
+        + outcome
+            .as_ref()
+            .map_or(0, |outcome| outcome.warmup_acknowledged);
     // Let the consumers read everything acknowledged (or give up after a while).
     let catch_up = Instant::now();
     while consumed.load(Ordering::Relaxed) < acknowledged
@@ -499,6 +516,7 @@ pub fn verify(args: &VerifyArgs) -> Result<bool, LoadError> {
         drain: true,
         max_messages_per_pull: MAX_MESSAGES_PER_PULL,
         end_to_end: false,
+        measure_born_from_us: None,
         positioned: None,
     };
     let stop = stop_flag()?;
@@ -546,6 +564,7 @@ pub fn quickstart(args: &QuickstartArgs) -> Result<(), LoadError> {
         producers: 2,
         messages: None,
         duration: Some(args.duration),
+        warmup: 0.0,
         rate: args.rate,
         window: 4096,
         linger_ms: 2,

@@ -59,6 +59,9 @@ pub struct ConsumeOptions {
     pub max_messages_per_pull: u32,
     /// Record end-to-end latency (born time in the body to receipt).
     pub end_to_end: bool,
+    /// With `end_to_end`: messages born before this (µs since the Unix epoch) are the
+    /// warm-up, read but not recorded.
+    pub measure_born_from_us: Option<u64>,
     /// Set once every queue's start offset is known (producers of an e2e run wait for it,
     /// or consumers starting at `Latest` could miss the first messages).
     pub positioned: Option<Arc<AtomicBool>>,
@@ -229,20 +232,30 @@ impl Worker {
     fn account(&mut self, index: usize, pulled: PullResult, recorder: &mut Recorder) {
         let position = &mut self.queues[index];
         let count = pulled.messages.len() as u64;
+        let (mut recorded, mut bytes) = (0u64, 0u64);
         if self.options.end_to_end {
             let now_us = now_micros();
+            let measured_from_us = self.options.measure_born_from_us.unwrap_or(0);
             for message in &pulled.messages {
-                if let Some((_, born_us)) = parse_body(&message.body) {
+                let born_us = parse_body(&message.body).map(|(_, born_us)| born_us);
+                if born_us.is_some_and(|born_us| born_us < measured_from_us) {
+                    continue;
+                }
+                if let Some(born_us) = born_us {
                     recorder.record_latency_us(now_us.saturating_sub(born_us));
                 }
+                recorded += 1;
+                bytes += message.body.len() as u64;
             }
+        } else {
+            recorded = count;
+            bytes = pulled
+                .messages
+                .iter()
+                .map(|message| message.body.len() as u64)
+                .sum();
         }
-        let bytes: u64 = pulled
-            .messages
-            .iter()
-            .map(|message| message.body.len() as u64)
-            .sum();
-        recorder.add_messages(count, bytes);
+        recorder.add_messages(recorded, bytes);
         if let Some(verification) = &self.verification {
             let mut verification = verification.lock().unwrap_or_else(PoisonError::into_inner);
             for message in &pulled.messages {

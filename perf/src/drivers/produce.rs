@@ -37,8 +37,12 @@ pub struct ProduceOptions {
     pub producers: u32,
     /// Stop after this many messages in total (split over the producers).
     pub messages: Option<u64>,
-    /// Stop after this long.
+    /// Stop after this long (after the warm-up).
     pub duration: Option<Duration>,
+    /// Send for this long first without recording anything but errors and ledger entries
+    /// (connections open, the broker's write buffers are allocated and page-faulted): the
+    /// figures then describe the steady state.
+    pub warmup: Duration,
     /// Hold the producers to this many messages per second in total.
     pub rate: Option<f64>,
     /// Sends each producer keeps in flight.
@@ -55,8 +59,10 @@ pub struct ProduceOptions {
 
 /// How a produce run ended (latencies, counts and errors went to the progress).
 pub struct ProduceOutcome {
-    /// From the first send to the last acknowledgement.
+    /// From the end of the warm-up to the last acknowledgement.
     pub elapsed: Duration,
+    /// Messages acknowledged during the warm-up (not in the progress).
+    pub warmup_acknowledged: u64,
     /// Acknowledgements written to the ledger.
     pub ledger_entries: u64,
 }
@@ -74,7 +80,9 @@ pub fn run(
     };
     let started = Instant::now();
     let remaining = Arc::new(AtomicU64::new(options.messages.unwrap_or(u64::MAX)));
-    let deadline = options.duration.map(|duration| started + duration);
+    let measured_from = started + options.warmup;
+    let deadline = options.duration.map(|duration| measured_from + duration);
+    let warmup_acknowledged = Arc::new(AtomicU64::new(0));
     let mut threads = Vec::new();
     for producer_index in 0..options.producers {
         let mut config = ProducerConfig::new(client.config().clone());
@@ -91,6 +99,8 @@ pub fn run(
             stop: stop.clone(),
             remaining: remaining.clone(),
             deadline,
+            measured_from,
+            warmup_acknowledged: warmup_acknowledged.clone(),
             ledger: ledger.clone(),
         };
         let thread = std::thread::Builder::new()
@@ -112,7 +122,7 @@ pub fn run(
             }
         }
     }
-    let elapsed = started.elapsed();
+    let elapsed = measured_from.elapsed();
     if let Some(error) = first_error {
         return Err(error);
     }
@@ -124,6 +134,7 @@ pub fn run(
     };
     Ok(ProduceOutcome {
         elapsed,
+        warmup_acknowledged: warmup_acknowledged.load(Ordering::Relaxed),
         ledger_entries,
     })
 }
@@ -141,6 +152,9 @@ struct Worker {
     stop: Arc<AtomicBool>,
     remaining: Arc<AtomicU64>,
     deadline: Option<Instant>,
+    /// Sends before this are the warm-up: not recorded.
+    measured_from: Instant,
+    warmup_acknowledged: Arc<AtomicU64>,
     ledger: Option<Arc<LedgerWriter>>,
 }
 
@@ -151,6 +165,8 @@ type SendFuture =
 struct Sent {
     id: MessageId,
     crc: u32,
+    /// Sent after the warm-up.
+    measured: bool,
 }
 
 impl Worker {
@@ -192,23 +208,28 @@ impl Worker {
         let topic: Arc<str> = Arc::from(self.options.topic.as_str());
         let mut sequence = 0u64;
         let mut ledger_error = None;
-        let complete =
-            |latency: Duration,
-             sent: Sent,
-             result: spillway_client::Result<SendResult>,
-             recorder: &mut Recorder,
-             acknowledged: &mut Vec<(MessageId, SendResult, u32)>| {
-                match result {
-                    Ok(stored) => {
+        let complete = |latency: Duration,
+                        sent: Sent,
+                        result: spillway_client::Result<SendResult>,
+                        recorder: &mut Recorder,
+                        acknowledged: &mut Vec<(MessageId, SendResult, u32)>,
+                        warmup_acknowledged: &mut u64| {
+            match result {
+                Ok(stored) => {
+                    if sent.measured {
                         recorder.record_latency(latency);
                         recorder.add_messages(1, self.options.message_bytes as u64);
-                        if self.ledger.is_some() {
-                            acknowledged.push((sent.id, stored, sent.crc));
-                        }
+                    } else {
+                        *warmup_acknowledged += 1;
                     }
-                    Err(error) => recorder.record_error(error_kind(&error)),
+                    if self.ledger.is_some() {
+                        acknowledged.push((sent.id, stored, sent.crc));
+                    }
                 }
-            };
+                // Errors count, warm-up or not.
+                Err(error) => recorder.record_error(error_kind(&error)),
+            }
+        };
         // Held to a rate, sends are far apart: read the clock (and look for acknowledgements)
         // at every send, or a stale time would be stamped into the born time and the
         // latency of an acknowledgement would include the wait for the next look.
@@ -217,6 +238,7 @@ impl Worker {
             None => (CoarseClock::FULL_SPEED_READS_PER_CLOCK, 32),
         };
         let mut clock = CoarseClock::new(sends_per_clock);
+        let mut warmup_acknowledged = 0u64;
         while self.take_one(sequence) {
             limiter.wait_for(1);
             let id = MessageId::new(self.producer_index, sequence);
@@ -233,13 +255,24 @@ impl Worker {
             let message = Message::new(topic.clone(), Bytes::from(body));
             window.push(
                 now,
-                Sent { id, crc },
+                Sent {
+                    id,
+                    crc,
+                    measured: now >= self.measured_from,
+                },
                 Box::pin(self.producer.send_async(message)),
             );
             if window.is_full() {
                 window
                     .complete_some(|latency, sent, result| {
-                        complete(latency, sent, result, &mut recorder, &mut acknowledged)
+                        complete(
+                            latency,
+                            sent,
+                            result,
+                            &mut recorder,
+                            &mut acknowledged,
+                            &mut warmup_acknowledged,
+                        )
                     })
                     .await;
             } else if sequence % sends_per_ack_check == 0 {
@@ -247,7 +280,14 @@ impl Worker {
                 // full speed), not only when the window is full.
                 window
                     .complete_ready(|latency, sent, result| {
-                        complete(latency, sent, result, &mut recorder, &mut acknowledged)
+                        complete(
+                            latency,
+                            sent,
+                            result,
+                            &mut recorder,
+                            &mut acknowledged,
+                            &mut warmup_acknowledged,
+                        )
                     })
                     .await;
             }
@@ -264,7 +304,14 @@ impl Worker {
         }
         window
             .complete_all(|latency, sent, result| {
-                complete(latency, sent, result, &mut recorder, &mut acknowledged)
+                complete(
+                    latency,
+                    sent,
+                    result,
+                    &mut recorder,
+                    &mut acknowledged,
+                    &mut warmup_acknowledged,
+                )
             })
             .await;
         if let Some(error) = ledger_error {
@@ -272,6 +319,8 @@ impl Worker {
         }
         self.write_ledger(&mut acknowledged)?;
         self.progress.report(&mut recorder);
+        self.warmup_acknowledged
+            .fetch_add(warmup_acknowledged, Ordering::Relaxed);
         Ok(())
     }
 
