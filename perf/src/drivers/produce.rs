@@ -161,6 +161,43 @@ struct Worker {
 type SendFuture =
     Pin<Box<dyn std::future::Future<Output = spillway_client::Result<SendResult>> + Send>>;
 
+/// One producer thread's accounting of completed sends.
+struct Tally {
+    recorder: Recorder,
+    /// Acknowledgements not yet written to the ledger (kept only with a ledger).
+    acknowledged: Vec<(MessageId, SendResult, u32)>,
+    /// Acknowledgements of warm-up sends (not in the recorder).
+    warmup_acknowledged: u64,
+    message_bytes: u64,
+    keep_for_ledger: bool,
+}
+
+impl Tally {
+    /// Accounts for a send that completed after `latency`.
+    fn complete(
+        &mut self,
+        latency: Duration,
+        sent: Sent,
+        result: spillway_client::Result<SendResult>,
+    ) {
+        match result {
+            Ok(stored) => {
+                if sent.measured {
+                    self.recorder.record_latency(latency);
+                    self.recorder.add_messages(1, self.message_bytes);
+                } else {
+                    self.warmup_acknowledged += 1;
+                }
+                if self.keep_for_ledger {
+                    self.acknowledged.push((sent.id, stored, sent.crc));
+                }
+            }
+            // Errors count, warm-up or not.
+            Err(error) => self.recorder.record_error(error_kind(&error)),
+        }
+    }
+}
+
 /// What a send needs to be accounted for when it completes.
 struct Sent {
     id: MessageId,
@@ -201,35 +238,18 @@ impl Worker {
     }
 
     async fn send_all(&self) -> Result<(), LoadError> {
-        let mut recorder = Recorder::new();
+        let mut tally = Tally {
+            recorder: Recorder::new(),
+            acknowledged: Vec::new(),
+            warmup_acknowledged: 0,
+            message_bytes: self.options.message_bytes as u64,
+            keep_for_ledger: self.ledger.is_some(),
+        };
         let mut window: Window<SendFuture, Sent> = Window::new(self.options.window);
         let mut limiter = RateLimiter::new(self.rate);
-        let mut acknowledged: Vec<(MessageId, SendResult, u32)> = Vec::new();
         let topic: Arc<str> = Arc::from(self.options.topic.as_str());
         let mut sequence = 0u64;
         let mut ledger_error = None;
-        let complete = |latency: Duration,
-                        sent: Sent,
-                        result: spillway_client::Result<SendResult>,
-                        recorder: &mut Recorder,
-                        acknowledged: &mut Vec<(MessageId, SendResult, u32)>,
-                        warmup_acknowledged: &mut u64| {
-            match result {
-                Ok(stored) => {
-                    if sent.measured {
-                        recorder.record_latency(latency);
-                        recorder.add_messages(1, self.options.message_bytes as u64);
-                    } else {
-                        *warmup_acknowledged += 1;
-                    }
-                    if self.ledger.is_some() {
-                        acknowledged.push((sent.id, stored, sent.crc));
-                    }
-                }
-                // Errors count, warm-up or not.
-                Err(error) => recorder.record_error(error_kind(&error)),
-            }
-        };
         // Held to a rate, sends are far apart: read the clock (and look for acknowledgements)
         // at every send, or a stale time would be stamped into the born time and the
         // latency of an acknowledgement would include the wait for the next look.
@@ -238,7 +258,6 @@ impl Worker {
             None => (CoarseClock::FULL_SPEED_READS_PER_CLOCK, 32),
         };
         let mut clock = CoarseClock::new(sends_per_clock);
-        let mut warmup_acknowledged = 0u64;
         while self.take_one(sequence) {
             limiter.wait_for(1);
             let id = MessageId::new(self.producer_index, sequence);
@@ -264,63 +283,36 @@ impl Worker {
             );
             if window.is_full() {
                 window
-                    .complete_some(|latency, sent, result| {
-                        complete(
-                            latency,
-                            sent,
-                            result,
-                            &mut recorder,
-                            &mut acknowledged,
-                            &mut warmup_acknowledged,
-                        )
-                    })
+                    .complete_some(|latency, sent, result| tally.complete(latency, sent, result))
                     .await;
             } else if sequence % sends_per_ack_check == 0 {
                 // Acknowledgements are looked for every few sends (microseconds apart at
                 // full speed), not only when the window is full.
                 window
-                    .complete_ready(|latency, sent, result| {
-                        complete(
-                            latency,
-                            sent,
-                            result,
-                            &mut recorder,
-                            &mut acknowledged,
-                            &mut warmup_acknowledged,
-                        )
-                    })
+                    .complete_ready(|latency, sent, result| tally.complete(latency, sent, result))
                     .await;
             }
             // Looking at the clock per message costs more than the message: every 1024.
             if sequence % 1024 == 0 {
-                self.progress.report_if_due(&mut recorder);
+                self.progress.report_if_due(&mut tally.recorder);
             }
-            if acknowledged.len() >= LEDGER_CHUNK {
-                if let Err(error) = self.write_ledger(&mut acknowledged) {
+            if tally.acknowledged.len() >= LEDGER_CHUNK {
+                if let Err(error) = self.write_ledger(&mut tally.acknowledged) {
                     ledger_error = Some(error);
                     break;
                 }
             }
         }
         window
-            .complete_all(|latency, sent, result| {
-                complete(
-                    latency,
-                    sent,
-                    result,
-                    &mut recorder,
-                    &mut acknowledged,
-                    &mut warmup_acknowledged,
-                )
-            })
+            .complete_all(|latency, sent, result| tally.complete(latency, sent, result))
             .await;
         if let Some(error) = ledger_error {
             return Err(error);
         }
-        self.write_ledger(&mut acknowledged)?;
-        self.progress.report(&mut recorder);
+        self.write_ledger(&mut tally.acknowledged)?;
+        self.progress.report(&mut tally.recorder);
         self.warmup_acknowledged
-            .fetch_add(warmup_acknowledged, Ordering::Relaxed);
+            .fetch_add(tally.warmup_acknowledged, Ordering::Relaxed);
         Ok(())
     }
 
