@@ -561,23 +561,40 @@ impl ShardStore {
             .values()
             .flat_map(|by_id| by_id.values().cloned())
             .collect();
-        let mut dirty = Vec::new();
+        // Every index file is written and synced at once, not one after another: each
+        // fdatasync of a grown file is a journal commit, and concurrent ones share commits
+        // (one after another, a checkpoint of 8 queues took 0.3-4 s on a busy disk, each
+        // commit also holding up the log's own writes meanwhile).
+        let mut flushes = Vec::new();
         for handle in &handles {
             let flush = handle.borrow().prepare_flush(durable);
             let Some(flush) = flush else { continue };
             let path = handle.borrow().path().to_path_buf();
-            flush
-                .file
-                .write_at(flush.buffer, flush.file_position)
-                .await
-                .map_err(|error| StorageError::io("write index", &path, from_glommio(error)))?;
-            handle.borrow_mut().finish_flush(flush.flushed_to);
-            dirty.push((flush.file, path));
+            let task = glommio::spawn_local(async move {
+                flush
+                    .file
+                    .write_at(flush.buffer, flush.file_position)
+                    .await
+                    .map_err(|error| StorageError::io("write index", &path, from_glommio(error)))?;
+                flush
+                    .file
+                    .fdatasync()
+                    .await
+                    .map_err(|error| StorageError::io("sync index", &path, from_glommio(error)))?;
+                Ok::<u64, StorageError>(flush.flushed_to)
+            });
+            flushes.push((handle, task));
         }
-        for (file, path) in dirty {
-            file.fdatasync()
-                .await
-                .map_err(|error| StorageError::io("sync index", &path, from_glommio(error)))?;
+        // All are awaited, failed or not, so none is left running past the checkpoint.
+        let mut failure = None;
+        for (handle, task) in flushes {
+            match task.await {
+                Ok(flushed_to) => handle.borrow_mut().finish_flush(flushed_to),
+                Err(error) => failure = failure.or(Some(error)),
+            }
+        }
+        if let Some(error) = failure {
+            return Err(error);
         }
         let queues = handles
             .iter()
