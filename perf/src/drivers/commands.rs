@@ -422,6 +422,7 @@ fn run_end_to_end(
     output: &OutputArgs,
 ) -> Result<(), LoadError> {
     let positioned = Arc::new(AtomicBool::new(false));
+    let measure_born_from_us = Arc::new(AtomicU64::new(0));
     let consume_options = ConsumeOptions {
         topic: topic.to_owned(),
         consumers,
@@ -431,7 +432,7 @@ fn run_end_to_end(
         drain: false,
         max_messages_per_pull: MAX_MESSAGES_PER_PULL,
         end_to_end: true,
-        measure_born_from_us: Some(now_micros() + produce_options.warmup.as_micros() as u64),
+        measure_born_from_us: Some(measure_born_from_us.clone()),
         positioned: Some(positioned.clone()),
     };
     let stop = stop_flag()?;
@@ -468,6 +469,11 @@ fn run_end_to_end(
         std::thread::park_timeout(Duration::from_millis(5));
     }
     let printer = received.spawn_printer(Box::new(std::io::stderr()))?;
+    // The consumers' warm-up ends when the producers' does: both counted from now.
+    measure_born_from_us.store(
+        now_micros() + produce_options.warmup.as_micros() as u64,
+        Ordering::Release,
+    );
     let outcome = produce::run(client, produce_options, &produced, &stop);
     let acknowledged = produced.summary("produce").messages
         + outcome

@@ -60,8 +60,9 @@ pub struct ConsumeOptions {
     /// Record end-to-end latency (born time in the body to receipt).
     pub end_to_end: bool,
     /// With `end_to_end`: messages born before this (µs since the Unix epoch) are the
-    /// warm-up, read but not recorded.
-    pub measure_born_from_us: Option<u64>,
+    /// warm-up, read but not recorded. Shared, because it is only known once the producers
+    /// start, after the consumers have found their positions.
+    pub measure_born_from_us: Option<Arc<AtomicU64>>,
     /// Set once every queue's start offset is known (producers of an e2e run wait for it,
     /// or consumers starting at `Latest` could miss the first messages).
     pub positioned: Option<Arc<AtomicBool>>,
@@ -235,7 +236,11 @@ impl Worker {
         let (mut recorded, mut bytes) = (0u64, 0u64);
         if self.options.end_to_end {
             let now_us = now_micros();
-            let measured_from_us = self.options.measure_born_from_us.unwrap_or(0);
+            let measured_from_us = self
+                .options
+                .measure_born_from_us
+                .as_ref()
+                .map_or(0, |from| from.load(Ordering::Acquire));
             for message in &pulled.messages {
                 let born_us = parse_body(&message.body).map(|(_, born_us)| born_us);
                 if born_us.is_some_and(|born_us| born_us < measured_from_us) {
