@@ -5,15 +5,16 @@
 //! # Shape
 //!
 //! Two plain threads per connection and std blocking sockets, so the client imposes no
-//! runtime: the *writer* connects (callers never block on a connect), then takes encoded
-//! frames from a channel and writes everything queued in one vectored write (a burst of
-//! requests costs one syscall); the *reader* decodes responses and completes each
-//! request's [`Reply`]: a `flume::bounded(1)` oneshot that a blocking caller `recv`s and
-//! an async caller `recv_async`s, or a callback (the producer's sender thread uses one to
-//! hear about its requests on its own event channel).
+//! runtime: the *writer* connects (callers never block on a connect), then writes what
+//! callers could not write themselves (see [`crate::outbox`]: a frame that finds the
+//! socket idle is written on the caller's thread without waiting, the rest queue for the
+//! writer, which writes everything queued in one vectored write); the *reader* decodes
+//! responses and completes each request's [`Reply`]: a `flume::bounded(1)` oneshot that a
+//! blocking caller `recv`s and an async caller `recv_async`s, or a callback (the
+//! producer's sender thread uses one to hear about its requests on its own event channel).
 //!
 //! Frames are encoded on the caller's thread ([`Connection::send`]), so header encoding
-//! and the frame CRC spread over the callers; the writer only writes.
+//! and the frame CRC spread over the callers.
 //!
 //! # Failure
 //!
@@ -31,7 +32,7 @@
 //! when full), the frame size (encoder and decoder), frames and bytes per write.
 
 use std::collections::HashMap;
-use std::io::{self, IoSlice, Write};
+use std::io;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -47,6 +48,7 @@ use spillway_wire::{
 
 use crate::budget::{Budget, Permit};
 use crate::error::{ClientError, Result};
+use crate::outbox::{self, Outbox, Outgoing, WriterSide};
 
 /// How often the reader looks for requests past their deadline.
 pub const DEADLINE_SCAN_INTERVAL: Duration = Duration::from_millis(50);
@@ -57,10 +59,6 @@ pub const BIND_SHARD_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MIN_READ_BYTES: usize = 64 << 10;
 /// Bytes the reader asks the socket for at most, per read (a larger frame takes several).
 pub const MAX_READ_BYTES: usize = 4 << 20;
-/// Frames the writer gathers into one vectored write at most.
-pub const MAX_WRITE_FRAMES: usize = 256;
-/// Bytes the writer gathers into one vectored write, beyond which it writes what it has.
-pub const MAX_WRITE_BYTES: usize = 16 << 20;
 
 /// What a connection needs to know of the client's configuration.
 #[derive(Clone, Copy, Debug)]
@@ -201,26 +199,10 @@ impl Shared {
     }
 }
 
-/// An encoded frame on its way to the writer: the fixed part and header, and the payload
-/// (empty for most requests), written one after the other.
-struct Outgoing {
-    head: Bytes,
-    /// The payload, in pieces written one after another (a produce request's batches,
-    /// each straight from the buffer it was encoded into).
-    payload: Vec<Bytes>,
-}
-
-impl Outgoing {
-    /// Bytes in all.
-    fn len(&self) -> usize {
-        self.head.len() + self.payload.iter().map(Bytes::len).sum::<usize>()
-    }
-}
-
 /// One connection to one address (see the module docs).
 pub(crate) struct Connection {
     shared: Arc<Shared>,
-    outgoing: flume::Sender<Outgoing>,
+    outbox: Outbox,
     permits: Arc<Budget>,
     next_request_id: AtomicU64,
     encoder: FrameEncoder,
@@ -242,10 +224,10 @@ impl Connection {
             broken: AtomicBool::new(false),
             socket: Mutex::new(None),
         });
-        let (outgoing, frames) = flume::unbounded();
+        let (outbox, writer_side) = outbox::outbox();
         let connection = Arc::new(Connection {
             shared: shared.clone(),
-            outgoing,
+            outbox,
             permits: Arc::new(Budget::new(settings.max_in_flight_requests)),
             next_request_id: AtomicU64::new(1),
             encoder: FrameEncoder::with_max_frame_bytes(settings.max_frame_bytes),
@@ -262,7 +244,7 @@ impl Connection {
             .name(format!("spillway-write {address}"))
             .spawn({
                 let shared = shared.clone();
-                move || run_writer(shared, frames, settings)
+                move || run_writer(shared, writer_side, settings)
             });
         if let Err(error) = spawned {
             shared.fail_all(ClientError::io(address, error));
@@ -318,9 +300,10 @@ impl Connection {
         Permit::take(&self.permits, 1).await
     }
 
-    /// Encodes a request on this thread and queues it for the writer; `reply` gets the
-    /// answer (or the failure) once. Returns an error, without calling `reply`, if the
-    /// request cannot be encoded or the connection has already broken.
+    /// Encodes a request on this thread and writes it (or queues it for the writer, see
+    /// [`crate::outbox`]); `reply` gets the answer (or the failure) once. Returns an error,
+    /// without calling `reply`, if the request cannot be encoded or the connection has
+    /// already broken.
     pub(crate) fn send<H: WireHeader>(
         &self,
         header: &H,
@@ -357,13 +340,10 @@ impl Connection {
             head: head.freeze(),
             payload,
         };
-        if self.outgoing.send(frame).is_err() {
-            // The writer is gone: it broke the connection first, which failed (and
-            // answered) every pending request, or it has not yet.
-            let pending = self.shared.table().requests.remove(&id);
-            if pending.is_some() {
-                return Err(self.failure());
-            }
+        if let Err(error) = self.outbox.send(frame) {
+            // Breaking the connection answers this request too, with the failure.
+            self.shared
+                .fail_all(ClientError::io(&self.shared.address, error));
         }
         Ok(())
     }
@@ -391,17 +371,6 @@ impl Connection {
                 address: self.address().to_owned(),
                 reason: "the connection dropped the request".into(),
             })?
-    }
-
-    fn failure(&self) -> ClientError {
-        self.shared
-            .table()
-            .failure
-            .clone()
-            .unwrap_or_else(|| ClientError::Disconnected {
-                address: self.address().to_owned(),
-                reason: "the connection's writer stopped".into(),
-            })
     }
 }
 
@@ -518,16 +487,13 @@ fn connect(address: &str, timeout: Duration) -> io::Result<TcpStream> {
 
 /// The writer thread: connect, start the reader, then write queued frames in bursts until
 /// the connection breaks or every handle on it is gone.
-fn run_writer(
-    shared: Arc<Shared>,
-    frames: flume::Receiver<Outgoing>,
-    settings: ConnectionSettings,
-) {
+fn run_writer(shared: Arc<Shared>, outbox: WriterSide, settings: ConnectionSettings) {
     let address = shared.address.clone();
     let connected = connect(&address, settings.connect_timeout).and_then(|stream| {
         stream.set_nodelay(true)?;
         let reader = stream.try_clone()?;
         let for_shutdown = stream.try_clone()?;
+        outbox.connected(stream.try_clone()?);
         Ok((stream, reader, for_shutdown))
     });
     let (mut stream, reader, for_shutdown) = match connected {
@@ -556,58 +522,19 @@ fn run_writer(
     }
     tracing::debug!(%address, "connected");
 
-    let mut burst: Vec<Outgoing> = Vec::with_capacity(MAX_WRITE_FRAMES);
-    loop {
-        let Ok(first) = frames.recv() else {
-            // Every handle is gone: close.
-            let _ = stream.shutdown(Shutdown::Both);
-            return;
-        };
-        let mut burst_bytes = first.len();
-        burst.push(first);
-        while burst.len() < MAX_WRITE_FRAMES && burst_bytes < MAX_WRITE_BYTES {
-            match frames.try_recv() {
-                Ok(frame) => {
-                    burst_bytes += frame.len();
-                    burst.push(frame);
-                }
-                Err(_) => break,
-            }
-        }
+    let mut burst: Vec<Outgoing> = Vec::with_capacity(outbox::MAX_WRITE_FRAMES);
+    while outbox.next_burst(&mut burst).is_some() {
         if shared.broken.load(Ordering::SeqCst) {
             return;
         }
-        if let Err(error) = write_burst(&mut stream, &burst) {
+        if let Err(error) = outbox::write_burst(&mut stream, &burst) {
             shared.fail_all(ClientError::io(&address, error));
             return;
         }
         burst.clear();
     }
-}
-
-/// Writes every frame of `burst`, heads and payloads, with as few vectored writes as the
-/// socket allows.
-fn write_burst(stream: &mut TcpStream, burst: &[Outgoing]) -> io::Result<()> {
-    let pieces: usize = burst.iter().map(|frame| 1 + frame.payload.len()).sum();
-    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(pieces);
-    for frame in burst {
-        slices.push(IoSlice::new(&frame.head));
-        for piece in &frame.payload {
-            if !piece.is_empty() {
-                slices.push(IoSlice::new(piece));
-            }
-        }
-    }
-    let mut remaining = &mut slices[..];
-    while !remaining.is_empty() {
-        match stream.write_vectored(remaining) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(written) => IoSlice::advance_slices(&mut remaining, written),
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(())
+    // Every handle is gone: close.
+    let _ = stream.shutdown(Shutdown::Both);
 }
 
 /// Reads at most `room` bytes from `stream` into `input`'s spare capacity, without zeroing
@@ -715,7 +642,7 @@ fn handle_frame(shared: &Shared, frame: Frame) -> bool {
 mod tests {
     use super::*;
     use spillway_wire::message::{ListTopicsRequest, ListTopicsResponse};
-    use std::io::Read;
+    use std::io::{Read, Write};
     use std::net::TcpListener;
 
     fn settings() -> ConnectionSettings {
@@ -800,6 +727,111 @@ mod tests {
         }
         // Every permit came back with its answer.
         assert_eq!(connection.permits.used(), 0);
+    }
+
+    #[test]
+    fn frames_from_many_threads_arrive_whole_and_in_each_threads_order() {
+        const THREADS: u64 = 4;
+        const PER_THREAD: u64 = 256;
+        const BODY: usize = 256 << 10;
+        // 256 MiB from four threads at once, faster than the socket drains: a frame may go
+        // directly from its caller or queue for the writer thread (see `outbox`, whose own
+        // tests pin down each path); either way every frame arrives whole, and each
+        // thread's frames in the order it sent them.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let decoder = FrameDecoder::new();
+            let mut input = BytesMut::new();
+            let mut chunk = vec![0; 1 << 16];
+            let mut seen = Vec::new();
+            while seen.len() < (THREADS * PER_THREAD) as usize {
+                let read = stream.read(&mut chunk).unwrap();
+                assert_ne!(read, 0, "closed early");
+                input.extend_from_slice(&chunk[..read]);
+                let mut output = BytesMut::new();
+                while let Some(frame) = decoder.decode(&mut input).unwrap() {
+                    let payload = frame.payload();
+                    let id =
+                        |at: usize| u64::from_le_bytes(payload[at..at + 8].try_into().unwrap());
+                    let (thread, sequence) = (id(0), id(8));
+                    let whole = payload.len() == 16 + BODY
+                        && payload[16..]
+                            .iter()
+                            .all(|byte| *byte == (thread * 31 + sequence) as u8);
+                    seen.push((thread, sequence, whole));
+                    list_topics_answer(&frame, &mut output);
+                }
+                stream.write_all(&output).unwrap();
+            }
+            seen
+        });
+        let connection = Connection::open(
+            &address,
+            ConnectionSettings {
+                max_in_flight_requests: (THREADS * PER_THREAD) as usize,
+                ..settings()
+            },
+            None,
+        );
+        let start = std::sync::Barrier::new(THREADS as usize);
+        let answers: Vec<flume::Receiver<Result<Frame>>> = std::thread::scope(|scope| {
+            let senders: Vec<_> = (0..THREADS)
+                .map(|thread| {
+                    let (connection, start) = (&connection, &start);
+                    scope.spawn(move || {
+                        start.wait();
+                        (0..PER_THREAD)
+                            .map(|sequence| {
+                                let mut id = BytesMut::new();
+                                id.extend_from_slice(&thread.to_le_bytes());
+                                id.extend_from_slice(&sequence.to_le_bytes());
+                                let fill = (thread * 31 + sequence) as u8;
+                                let body = Bytes::from(vec![fill; BODY]);
+                                let (reply, answer) = flume::bounded(1);
+                                let permit = connection.try_permit().unwrap();
+                                connection
+                                    .send(
+                                        &ListTopicsRequest {},
+                                        vec![id.freeze(), body],
+                                        Duration::from_secs(30),
+                                        Reply::Oneshot(reply),
+                                        permit,
+                                    )
+                                    .unwrap();
+                                answer
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            senders
+                .into_iter()
+                .flat_map(|sender| sender.join().unwrap())
+                .collect()
+        });
+        for answer in answers {
+            let frame = answer
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap()
+                .unwrap();
+            decode_response::<ListTopicsResponse>(&frame, &address, "list").unwrap();
+        }
+        let seen = server.join().unwrap();
+        assert!(seen.iter().all(|(_, _, whole)| *whole), "a torn frame");
+        for thread in 0..THREADS {
+            let order: Vec<u64> = seen
+                .iter()
+                .filter(|(from, _, _)| *from == thread)
+                .map(|(_, sequence, _)| *sequence)
+                .collect();
+            assert_eq!(
+                order,
+                (0..PER_THREAD).collect::<Vec<_>>(),
+                "thread {thread}"
+            );
+        }
     }
 
     #[test]

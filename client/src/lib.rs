@@ -109,6 +109,7 @@ mod connection;
 mod error;
 mod local_offsets;
 mod message;
+mod outbox;
 mod process_queue;
 mod producer;
 mod pull_consumer;
@@ -120,11 +121,10 @@ mod sender;
 pub use admin::{Admin, ConsumerLag, QueueLag, TopicTarget};
 pub use client::{Client, MIN_ROUTE_REFRESH_GAP};
 pub use config::*;
-pub use connection::{
-    DEADLINE_SCAN_INTERVAL, MAX_READ_BYTES, MAX_WRITE_BYTES, MAX_WRITE_FRAMES, MIN_READ_BYTES,
-};
+pub use connection::{DEADLINE_SCAN_INTERVAL, MAX_READ_BYTES, MIN_READ_BYTES};
 pub use error::{ClientError, Result};
 pub use message::{Message, MessageQueue, ReceivedMessage, SendResult};
+pub use outbox::{MAX_WRITE_BYTES, MAX_WRITE_FRAMES};
 pub use producer::{Producer, ProducerStats};
 pub use pull_consumer::{PullConsumer, PullResult, DEFAULT_MAX_PULL_BYTES};
 pub use push_consumer::{
