@@ -7,6 +7,7 @@
 //! stays open.
 
 use std::rc::Rc;
+use std::time::Instant;
 
 use spillway_wire::message::UnregisterBrokerResponse;
 use spillway_wire::{ErrorCode, Frame, Opcode};
@@ -28,7 +29,9 @@ pub async fn dispatch(shard: &Rc<Shard>, connection: &Rc<Connection>, frame: Fra
     };
     match opcode {
         Opcode::Produce => {
+            let started = Instant::now();
             let result = produce::produce(shard, &frame).await;
+            shard.stats.record_produce(started.elapsed());
             connection.respond(shard, &envelope, result);
         }
         Opcode::Pull => {

@@ -47,6 +47,7 @@ pub mod listener;
 pub mod long_poll;
 pub mod refusal;
 pub mod registration;
+pub mod request_stats;
 pub mod rpc_client;
 pub mod server;
 pub mod shard;

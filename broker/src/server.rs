@@ -305,6 +305,7 @@ async fn run_shard(
     };
     let receiving = glommio::spawn_local(shard::receive_jobs(shard.clone(), jobs));
     let accepting = glommio::spawn_local(accept_connections(shard.clone(), listener));
+    let logging_stats = glommio::spawn_local(crate::request_stats::log_periodically(shard.clone()));
     let mut background = Vec::new();
     let mut registration = None;
     if id == 0 {
@@ -335,6 +336,7 @@ async fn run_shard(
             tracing::info!(name_servers = told, "unregistered");
         }
         drop(accepting);
+        drop(logging_stats);
         shard.begin_shutdown();
         shard.drained().await;
         let _ = events.send(Event::Drained(id));

@@ -36,6 +36,7 @@ use crate::config::BrokerConfig;
 use crate::consumer_offsets::ConsumerOffsetStore;
 use crate::long_poll::LongPoll;
 use crate::refusal::Refusal;
+use crate::request_stats::RequestStats;
 use crate::topic_table::{TopicChange, TopicTable};
 
 /// Work sent to another shard: a closure that starts a local future there.
@@ -90,6 +91,8 @@ pub struct Shard {
     next_connection_serial: Cell<u64>,
     /// When the shard started serving.
     pub started: Instant,
+    /// How long produce requests take here.
+    pub stats: RequestStats,
 }
 
 impl Shard {
@@ -117,6 +120,7 @@ impl Shard {
             connections: Cell::new(0),
             next_connection_serial: Cell::new(0),
             started: Instant::now(),
+            stats: RequestStats::default(),
             config,
         }
     }
