@@ -261,7 +261,8 @@ pub struct StorageSettings {
     pub write_buffer_bytes: usize,
     /// How much of the recent log each shard keeps in memory for tailing readers.
     pub tail_cache_bytes: usize,
-    /// How often index files are written and synced and a checkpoint taken.
+    /// How often index files are synced and a checkpoint taken (entries are written every
+    /// 100 ms in between).
     pub checkpoint_interval_ms: u64,
     /// Segments whose newest record is older than this are deleted.
     pub retention_hours: u64,

@@ -47,7 +47,8 @@ pub struct StorageConfig {
     pub max_batch_bytes: usize,
     /// Most queues this shard holds.
     pub max_queues: usize,
-    /// How often index files are written, synced and a checkpoint taken.
+    /// How often index files are synced and a checkpoint taken (index entries are written
+    /// every 100 ms between checkpoints, see `ShardStore::write_indexes`).
     pub checkpoint_interval_ms: u64,
     /// Segments whose newest record is older than this are deleted.
     pub retention_hours: u64,

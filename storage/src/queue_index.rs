@@ -106,6 +106,8 @@ pub(crate) struct QueueIndex {
     next_offset: u64,
     /// Entries below this are written to the file.
     flushed_offset: u64,
+    /// Entries were written to the file since its last fdatasync.
+    unsynced: bool,
     /// Offset of `recent[0]`.
     recent_base: u64,
     recent: VecDeque<IndexEntry>,
@@ -150,6 +152,7 @@ impl QueueIndex {
             min_offset,
             next_offset,
             flushed_offset: next_offset,
+            unsynced: false,
             recent_base: next_offset,
             recent: VecDeque::new(),
         };
@@ -278,16 +281,29 @@ impl QueueIndex {
         })
     }
 
-    /// Records that a flush prepared by [`Self::prepare_flush`] completed, and lets go of
-    /// in-memory entries that are on disk and no longer among the most recent.
-    pub(crate) fn finish_flush(&mut self, flushed_to: u64) {
+    /// Records that a flush prepared by [`Self::prepare_flush`] completed (`synced`: and
+    /// the file was synced after it), and lets go of in-memory entries that are in the file
+    /// and no longer among the most recent: an O_DIRECT write that completed is readable,
+    /// synced or not.
+    pub(crate) fn finish_flush(&mut self, flushed_to: u64, synced: bool) {
         self.flushed_offset = self.flushed_offset.max(flushed_to);
+        self.unsynced = !synced;
         let keep_from = (self.flushed_offset / ENTRIES_PER_BLOCK * ENTRIES_PER_BLOCK)
             .min(self.next_offset.saturating_sub(RECENT_ENTRIES_KEPT));
         while self.recent_base < keep_from && !self.recent.is_empty() {
             self.recent.pop_front();
             self.recent_base += 1;
         }
+    }
+
+    /// Records that the file was synced with nothing new written.
+    pub(crate) fn note_synced(&mut self) {
+        self.unsynced = false;
+    }
+
+    /// Whether entries were written to the file since its last sync.
+    pub(crate) fn is_unsynced(&self) -> bool {
+        self.unsynced
     }
 
     /// Moves the first stored offset up (retention).

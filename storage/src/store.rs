@@ -7,6 +7,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -21,6 +22,10 @@ use crate::queue_index::{IndexEntry, QueueIndex};
 use crate::record::{self, RecordView, Stamp};
 use crate::recovery::{open_segments, LogScanner, ScanStep};
 use crate::signal::Signal;
+
+/// How often index entries are written between checkpoints (see
+/// [`ShardStore::write_indexes`]).
+pub const INDEX_WRITE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// What an acknowledged append got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -541,12 +546,30 @@ impl ShardStore {
     }
 
     /// Writes every durable index entry to the index files, syncs them, and records the
-    /// checkpoint. Runs one at a time.
+    /// checkpoint. Runs one at a time, and never alongside [`Self::write_indexes`].
     pub(crate) async fn checkpoint(&self, clean: bool) -> Result<()> {
+        self.one_index_pass_at_a_time(self.checkpoint_now(clean))
+            .await
+    }
+
+    /// Writes every durable index entry not yet in its file, without syncing: between
+    /// checkpoints, so that index data reaches the disk a little at a time instead of in
+    /// one burst per checkpoint (at 100-byte records, a second's entries are ~150 MB, and
+    /// that burst held up the log's writes for hundreds of milliseconds), and so that the
+    /// entries in memory stay few. The checkpoint then only syncs.
+    pub async fn write_indexes(&self) -> Result<()> {
+        self.one_index_pass_at_a_time(async {
+            let durable = self.inner.log.durable();
+            self.flush_indexes(durable, false).await.map(drop)
+        })
+        .await
+    }
+
+    async fn one_index_pass_at_a_time(&self, pass: impl Future<Output = Result<()>>) -> Result<()> {
         while self.inner.checkpoint_running.replace(true) {
             self.inner.checkpoint_done.changed().await;
         }
-        let result = self.checkpoint_now(clean).await;
+        let result = pass.await;
         self.inner.checkpoint_running.set(false);
         self.inner.checkpoint_done.notify();
         result
@@ -554,48 +577,7 @@ impl ShardStore {
 
     async fn checkpoint_now(&self, clean: bool) -> Result<()> {
         let durable = self.inner.log.durable();
-        let handles: Vec<QueueHandle> = self
-            .inner
-            .queues
-            .borrow()
-            .values()
-            .flat_map(|by_id| by_id.values().cloned())
-            .collect();
-        // Every index file is written and synced at once, not one after another: each
-        // fdatasync of a grown file is a journal commit, and concurrent ones share commits
-        // (one after another, a checkpoint of 8 queues took 0.3-4 s on a busy disk, each
-        // commit also holding up the log's own writes meanwhile).
-        let mut flushes = Vec::new();
-        for handle in &handles {
-            let flush = handle.borrow().prepare_flush(durable);
-            let Some(flush) = flush else { continue };
-            let path = handle.borrow().path().to_path_buf();
-            let task = glommio::spawn_local(async move {
-                flush
-                    .file
-                    .write_at(flush.buffer, flush.file_position)
-                    .await
-                    .map_err(|error| StorageError::io("write index", &path, from_glommio(error)))?;
-                flush
-                    .file
-                    .fdatasync()
-                    .await
-                    .map_err(|error| StorageError::io("sync index", &path, from_glommio(error)))?;
-                Ok::<u64, StorageError>(flush.flushed_to)
-            });
-            flushes.push((handle, task));
-        }
-        // All are awaited, failed or not, so none is left running past the checkpoint.
-        let mut failure = None;
-        for (handle, task) in flushes {
-            match task.await {
-                Ok(flushed_to) => handle.borrow_mut().finish_flush(flushed_to),
-                Err(error) => failure = failure.or(Some(error)),
-            }
-        }
-        if let Some(error) = failure {
-            return Err(error);
-        }
+        let handles = self.flush_indexes(durable, true).await?;
         let queues = handles
             .iter()
             .map(|handle| {
@@ -617,6 +599,75 @@ impl ShardStore {
         .await
     }
 
+    /// Writes every queue's durable entries not yet in its file and, with `sync`, syncs
+    /// every file written since its last sync; returns every queue's handle.
+    ///
+    /// Every index file is written and synced at once, not one after another: each
+    /// fdatasync of a grown file is a journal commit, and concurrent ones share commits
+    /// (one after another, a checkpoint of 8 queues took 0.3-4 s on a busy disk, each
+    /// commit also holding up the log's own writes meanwhile).
+    async fn flush_indexes(&self, durable: LogPosition, sync: bool) -> Result<Vec<QueueHandle>> {
+        let handles: Vec<QueueHandle> = self
+            .inner
+            .queues
+            .borrow()
+            .values()
+            .flat_map(|by_id| by_id.values().cloned())
+            .collect();
+        let mut flushes = Vec::new();
+        for handle in &handles {
+            let (flush, file, unsynced, path) = {
+                let index = handle.borrow();
+                (
+                    index.prepare_flush(durable),
+                    index.file(),
+                    index.is_unsynced(),
+                    index.path().to_path_buf(),
+                )
+            };
+            let must_sync = sync && (flush.is_some() || unsynced);
+            if flush.is_none() && !must_sync {
+                continue;
+            }
+            let task = glommio::spawn_local(async move {
+                let flushed_to = match flush {
+                    Some(flush) => {
+                        flush
+                            .file
+                            .write_at(flush.buffer, flush.file_position)
+                            .await
+                            .map_err(|error| {
+                                StorageError::io("write index", &path, from_glommio(error))
+                            })?;
+                        Some(flush.flushed_to)
+                    }
+                    None => None,
+                };
+                if must_sync {
+                    file.fdatasync().await.map_err(|error| {
+                        StorageError::io("sync index", &path, from_glommio(error))
+                    })?;
+                }
+                Ok::<Option<u64>, StorageError>(flushed_to)
+            });
+            flushes.push((handle, must_sync, task));
+        }
+        // All are awaited, failed or not, so none is left running past the pass. Entries
+        // are let go of (`finish_flush`) only once their write completed.
+        let mut failure = None;
+        for (handle, synced, task) in flushes {
+            match task.await {
+                Ok(Some(flushed_to)) => handle.borrow_mut().finish_flush(flushed_to, synced),
+                Ok(None) => handle.borrow_mut().note_synced(),
+                Err(error) => failure = failure.or(Some(error)),
+            }
+        }
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(handles),
+        }
+    }
+
     /// Sleeps `interval`; false when the store started closing meanwhile.
     async fn sleep_unless_closing(&self, interval: Duration) -> bool {
         let closing = self.inner.closing_signal.changed();
@@ -627,11 +678,22 @@ impl ShardStore {
         !self.inner.closing.get()
     }
 
+    /// Writes index entries every [`INDEX_WRITE_INTERVAL`] and takes a checkpoint every
+    /// `checkpoint_interval_ms`.
     async fn checkpoint_loop(self) {
-        let interval = Duration::from_millis(self.inner.config.checkpoint_interval_ms);
-        while self.sleep_unless_closing(interval).await {
-            if let Err(error) = self.checkpoint(false).await {
-                tracing::error!(shard = self.inner.config.shard_id.0, %error, "checkpoint failed");
+        let checkpoint_interval = Duration::from_millis(self.inner.config.checkpoint_interval_ms);
+        let tick = INDEX_WRITE_INTERVAL.min(checkpoint_interval);
+        let mut next_checkpoint = Instant::now() + checkpoint_interval;
+        while self.sleep_unless_closing(tick).await {
+            let now = Instant::now();
+            let (result, what) = if now >= next_checkpoint {
+                next_checkpoint = now + checkpoint_interval;
+                (self.checkpoint(false).await, "checkpoint failed")
+            } else {
+                (self.write_indexes().await, "writing index entries failed")
+            };
+            if let Err(error) = result {
+                tracing::error!(shard = self.inner.config.shard_id.0, %error, "{what}");
             }
         }
     }
@@ -659,6 +721,17 @@ impl ShardStore {
         let log_tasks = std::mem::take(&mut *self.inner.log_tasks.borrow_mut());
         self.inner.log.shut_down(log_tasks).await?;
         self.checkpoint(true).await
+    }
+
+    /// Stops the store's background work (the log's writer and syncers, index writes,
+    /// checkpoints, retention) where it stands, writing nothing more: what a crash leaves
+    /// behind, for tests that reopen the directory in the same process. Dropping a store
+    /// handle does not stop that work (its tasks hold the store), so a dropped store would
+    /// go on writing index files the reopened one owns. Appends still waiting never
+    /// complete. A broker closes its stores instead ([`Self::close`]).
+    pub fn halt(self) {
+        self.inner.store_tasks.borrow_mut().clear();
+        self.inner.log_tasks.borrow_mut().clear();
     }
 
     /// Records and returns the next store timestamp (monotonic per shard).

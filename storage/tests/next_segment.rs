@@ -153,7 +153,7 @@ fn after_a_crash_the_log_continues_in_the_prepared_segment() {
         wait_for_next_segment(&store).await;
         // A crash: no close, so the prepared segment stays; every append above was
         // acknowledged after an fdatasync.
-        drop(store);
+        store.halt();
         assert!(segment_path(&path, segment).exists());
 
         let store = ShardStore::open(config(&path)).await.unwrap();

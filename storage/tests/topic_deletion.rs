@@ -79,7 +79,7 @@ fn a_deleted_topic_starts_again_at_zero_across_reopen_crash_and_rebuild() {
 
         // A crash: the store goes without closing (no clean checkpoint); every append
         // above was durable (flush = sync) when it returned.
-        drop(store);
+        store.halt();
         let store = ShardStore::open(config(&path)).await.unwrap();
         assert!(!store.recovery_report().clean_shutdown);
         check(&store).await;
