@@ -187,13 +187,7 @@ impl ShardStore {
     }
 
     async fn advance_min_offsets(&self, log_start: LogPosition) -> Result<()> {
-        let handles: Vec<_> = self
-            .inner
-            .queues
-            .borrow()
-            .values()
-            .flat_map(|by_id| by_id.values().cloned())
-            .collect();
+        let handles = self.all_queue_handles();
         for handle in handles {
             let old_min = handle.borrow().min_offset().0;
             let new_min = self.first_offset_at_or_after(&handle, log_start).await?;

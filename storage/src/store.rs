@@ -607,13 +607,7 @@ impl ShardStore {
     /// (one after another, a checkpoint of 8 queues took 0.3-4 s on a busy disk, each
     /// commit also holding up the log's own writes meanwhile).
     async fn flush_indexes(&self, durable: LogPosition, sync: bool) -> Result<Vec<QueueHandle>> {
-        let handles: Vec<QueueHandle> = self
-            .inner
-            .queues
-            .borrow()
-            .values()
-            .flat_map(|by_id| by_id.values().cloned())
-            .collect();
+        let handles = self.all_queue_handles();
         let mut flushes = Vec::new();
         for handle in &handles {
             let (flush, file, unsynced, path) = {
@@ -666,6 +660,16 @@ impl ShardStore {
             Some(error) => Err(error),
             None => Ok(handles),
         }
+    }
+
+    /// Every queue's handle, in no particular order.
+    pub(crate) fn all_queue_handles(&self) -> Vec<QueueHandle> {
+        self.inner
+            .queues
+            .borrow()
+            .values()
+            .flat_map(|by_id| by_id.values().cloned())
+            .collect()
     }
 
     /// Sleeps `interval`; false when the store started closing meanwhile.

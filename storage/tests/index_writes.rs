@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{body_of, data_dir, encode, read_all, run, small_config};
+use common::{body_of, crash_and_reopen, data_dir, encode, read_all, run, small_config};
 use spillway_storage::{FlushMode, QueueId, ShardStore, StorageConfig};
 
 const TOPIC: &str = "indexed";
@@ -64,15 +64,14 @@ fn entries_written_between_checkpoints_are_in_the_file_and_still_read() {
 
         // A crash before any checkpoint named those entries: recovery scans the log and
         // finds the same queue.
-        store.halt();
-        let store = ShardStore::open(config(&path)).await.unwrap();
-        assert!(!store.recovery_report().clean_shutdown);
-        check(&store).await;
-        store.close().await.unwrap();
-
-        let store = ShardStore::open(config(&path)).await.unwrap();
-        assert!(store.recovery_report().clean_shutdown);
-        check(&store).await;
-        store.close().await.unwrap();
+        crash_and_reopen(
+            store,
+            || config(&path),
+            |store| async {
+                check(&store).await;
+                store
+            },
+        )
+        .await;
     });
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{body_of, data_dir, encode, read_all, run, small_config};
+use common::{body_of, crash_and_reopen, data_dir, encode, read_all, run, small_config};
 use spillway_storage::{FlushMode, QueueId, ShardStore, StorageConfig};
 
 const GONE: &str = "gone";
@@ -78,18 +78,16 @@ fn a_deleted_topic_starts_again_at_zero_across_reopen_crash_and_rebuild() {
         check(&store).await;
 
         // A crash: the store goes without closing (no clean checkpoint); every append
-        // above was durable (flush = sync) when it returned.
-        store.halt();
-        let store = ShardStore::open(config(&path)).await.unwrap();
-        assert!(!store.recovery_report().clean_shutdown);
-        check(&store).await;
-        store.close().await.unwrap();
-
-        // A clean reopen.
-        let store = ShardStore::open(config(&path)).await.unwrap();
-        assert!(store.recovery_report().clean_shutdown);
-        check(&store).await;
-        store.close().await.unwrap();
+        // above was durable (flush = sync) when it returned. Then a clean reopen.
+        crash_and_reopen(
+            store,
+            || config(&path),
+            |store| async {
+                check(&store).await;
+                store
+            },
+        )
+        .await;
 
         // Every index rebuilt from the log: the old records of the topic come before its
         // tombstone.

@@ -98,3 +98,26 @@ pub async fn read_all(
         offset = batch.next_offset.0;
     }
 }
+
+/// Crashes `store` (it stops where it stands, see [`ShardStore::halt`]), reopens the
+/// directory and runs `check` on the recovered store, then closes it cleanly, reopens it
+/// once more and runs `check` again. Returns nothing: each store is closed.
+pub async fn crash_and_reopen<F, Fut>(
+    store: ShardStore,
+    config: impl Fn() -> StorageConfig,
+    check: F,
+) where
+    F: Fn(ShardStore) -> Fut,
+    Fut: Future<Output = ShardStore>,
+{
+    store.halt();
+    let store = ShardStore::open(config()).await.unwrap();
+    assert!(!store.recovery_report().clean_shutdown);
+    let store = check(store).await;
+    store.close().await.unwrap();
+
+    let store = ShardStore::open(config()).await.unwrap();
+    assert!(store.recovery_report().clean_shutdown);
+    let store = check(store).await;
+    store.close().await.unwrap();
+}
