@@ -161,8 +161,9 @@ async fn append_on_executor(
         writes,
         average_write_bytes = bytes_written / writes.max(1),
         syncs,
-        segments_created_ahead = stats.segments_created_ahead,
-        segments_created_at_roll = stats.segments_created_at_roll,
+        segments_created_ahead = stats.segments_created_ahead - stats_before.segments_created_ahead,
+        segments_created_at_roll =
+            stats.segments_created_at_roll - stats_before.segments_created_at_roll,
         buffers_allocated = stats.buffers_allocated - stats_before.buffers_allocated,
         minor_faults = thread_minor_faults() - faults_start,
         "commit log writer"
