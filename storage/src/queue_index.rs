@@ -266,13 +266,19 @@ impl QueueIndex {
         let end_slot = flushed_to.div_ceil(ENTRIES_PER_BLOCK) * ENTRIES_PER_BLOCK;
         let mut buffer =
             glommio::allocate_dma_buffer(((end_slot - first_slot) * ENTRY_BYTES) as usize);
-        buffer.as_bytes_mut().fill(0);
         let bytes = buffer.as_bytes_mut();
-        for offset in first_slot.max(self.recent_base)..flushed_to {
+        // Every byte is set: the entries, and zeros around them (the slots after the last
+        // entry, and before the first one held in memory, which `finish_flush` keeps at or
+        // before `first_slot`) — not the whole buffer zeroed first and then written again.
+        let encoded_from = first_slot.max(self.recent_base);
+        let slot_at = |offset: u64| ((offset - first_slot) * ENTRY_BYTES) as usize;
+        bytes[..slot_at(encoded_from)].fill(0);
+        for offset in encoded_from..flushed_to {
             let entry = self.recent[(offset - self.recent_base) as usize];
-            let at = ((offset - first_slot) * ENTRY_BYTES) as usize;
+            let at = slot_at(offset);
             entry.encode(offset, &mut bytes[at..at + ENTRY_BYTES as usize]);
         }
+        bytes[slot_at(flushed_to)..].fill(0);
         Some(IndexFlush {
             file: self.file.clone(),
             file_position: first_slot * ENTRY_BYTES,
