@@ -287,13 +287,13 @@ impl QueueIndex {
         })
     }
 
-    /// Records that a flush prepared by [`Self::prepare_flush`] completed (`synced`: and
-    /// the file was synced after it), and lets go of in-memory entries that are in the file
-    /// and no longer among the most recent: an O_DIRECT write that completed is readable,
-    /// synced or not.
-    pub(crate) fn finish_flush(&mut self, flushed_to: u64, synced: bool) {
+    /// Records that a flush prepared by [`Self::prepare_flush`] completed (the file is
+    /// unsynced until [`Self::note_synced`]), and lets go of in-memory entries that are in
+    /// the file and no longer among the most recent: an O_DIRECT write that completed is
+    /// readable, synced or not.
+    pub(crate) fn finish_flush(&mut self, flushed_to: u64) {
         self.flushed_offset = self.flushed_offset.max(flushed_to);
-        self.unsynced = !synced;
+        self.unsynced = true;
         let keep_from = (self.flushed_offset / ENTRIES_PER_BLOCK * ENTRIES_PER_BLOCK)
             .min(self.next_offset.saturating_sub(RECENT_ENTRIES_KEPT));
         while self.recent_base < keep_from && !self.recent.is_empty() {
@@ -302,7 +302,7 @@ impl QueueIndex {
         }
     }
 
-    /// Records that the file was synced with nothing new written.
+    /// Records that the file was synced after everything written to it.
     pub(crate) fn note_synced(&mut self) {
         self.unsynced = false;
     }

@@ -651,8 +651,15 @@ impl ShardStore {
         let mut failure = None;
         for (handle, synced, task) in flushes {
             match task.await {
-                Ok(Some(flushed_to)) => handle.borrow_mut().finish_flush(flushed_to, synced),
-                Ok(None) => handle.borrow_mut().note_synced(),
+                Ok(flushed_to) => {
+                    let mut index = handle.borrow_mut();
+                    if let Some(flushed_to) = flushed_to {
+                        index.finish_flush(flushed_to);
+                    }
+                    if synced {
+                        index.note_synced();
+                    }
+                }
                 Err(error) => failure = failure.or(Some(error)),
             }
         }
