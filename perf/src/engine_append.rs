@@ -165,6 +165,7 @@ async fn append_on_executor(
         segments_created_at_roll =
             stats.segments_created_at_roll - stats_before.segments_created_at_roll,
         buffers_allocated = stats.buffers_allocated - stats_before.buffers_allocated,
+        bytes_zero_filled = stats.bytes_zero_filled - stats_before.bytes_zero_filled,
         minor_faults = thread_minor_faults() - faults_start,
         "commit log writer"
     );

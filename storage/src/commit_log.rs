@@ -33,6 +33,7 @@ use crate::next_segment::NextSegment;
 use crate::signal::Signal;
 use crate::tail_cache::TailCache;
 use crate::ticket_line::TicketLine;
+use crate::zero_fill::ZeroFill;
 
 /// Smallest active buffer; buffers grow towards `write_buffer_bytes` under load.
 const MIN_BUFFER_BYTES: usize = 64 << 10;
@@ -133,6 +134,8 @@ pub(crate) struct LogState {
     pub(crate) closing: bool,
     /// The segment after the current one, created ahead of the roll.
     pub(crate) next_segment: NextSegment,
+    /// How far the prepared segment is zero-filled.
+    pub(crate) zero_fill: ZeroFill,
     next_buffer_bytes: usize,
     max_buffer_bytes: usize,
     pub(crate) stats: LogStats,
@@ -155,6 +158,11 @@ pub struct LogStats {
     /// Write buffers allocated fresh (each page faults on first touch); the others reuse a
     /// buffer the tail cache let go of.
     pub buffers_allocated: u64,
+    /// Bytes of prepared segments zero-filled in the log's idle moments (see `zero_fill`).
+    pub bytes_zero_filled: u64,
+    /// Times the writer's first write into a segment waited for a zero write still in
+    /// flight there.
+    pub writes_held_for_zero_fill: u64,
 }
 
 /// The commit log of one shard.
@@ -173,6 +181,8 @@ pub(crate) struct CommitLog {
     /// Notified when the log passes the middle of a segment, when the next segment is
     /// ready (or failed), and when the log closes or fails.
     pub(crate) next_segment_signal: Signal,
+    /// Notified when the log may have become idle: a write or a sync completed.
+    pub(crate) idle_signal: Signal,
 }
 
 /// One waiting append's place in the room line; gives its turn up if dropped.
@@ -247,6 +257,7 @@ impl CommitLog {
                 failure: None,
                 closing: false,
                 next_segment: NextSegment::None,
+                zero_fill: ZeroFill::default(),
                 next_buffer_bytes: MIN_BUFFER_BYTES.min(config.write_buffer_bytes),
                 max_buffer_bytes: config.write_buffer_bytes,
                 stats: LogStats::default(),
@@ -258,6 +269,7 @@ impl CommitLog {
             room: Signal::default(),
             room_line: TicketLine::default(),
             next_segment_signal: Signal::default(),
+            idle_signal: Signal::default(),
         });
         {
             let mut state = log.state.borrow_mut();
@@ -276,12 +288,13 @@ impl CommitLog {
         log
     }
 
-    /// Starts the writer, the next segment's preparer and, per flush mode, the syncer or
-    /// the periodic flusher (in that order: [`Self::shut_down`] relies on it).
+    /// Starts the writer, the next segment's preparer, its zero-filler and, per flush mode,
+    /// the syncer or the periodic flusher (in that order: [`Self::shut_down`] relies on it).
     pub(crate) fn start_tasks(self: &Rc<Self>) -> Vec<glommio::Task<()>> {
         let mut tasks = vec![
             glommio::spawn_local(self.clone().writer_loop()),
             glommio::spawn_local(self.clone().next_segment_loop()),
+            glommio::spawn_local(self.clone().zero_fill_loop()),
         ];
         match self.config.flush {
             FlushMode::Sync => tasks.push(glommio::spawn_local(self.clone().syncer_loop())),
@@ -441,19 +454,28 @@ impl CommitLog {
     /// The open file of a segment, waiting for the preparer if it is creating it, or
     /// creating it here if nobody has.
     async fn segment_file(&self, segment_start: u64) -> Result<Rc<DmaFile>> {
+        let mut held_for_zero_fill = false;
         loop {
             let changed = self.next_segment_signal.changed();
             {
-                let state = self.state.borrow();
+                let mut state = self.state.borrow_mut();
                 let segment = state
                     .segments
                     .get(&segment_start)
                     .expect("a pending write for a known segment");
-                if let Some(file) = &segment.file {
-                    return Ok(file.clone());
-                }
-                if !state.next_segment.is_creating(segment_start) {
-                    break;
+                match segment.file.clone() {
+                    // Zeros still being written there would land on the records.
+                    Some(_) if state.zero_fill.writing(segment_start) => {
+                        held_for_zero_fill = true;
+                    }
+                    Some(file) => {
+                        if held_for_zero_fill {
+                            state.stats.writes_held_for_zero_fill += 1;
+                        }
+                        return Ok(file);
+                    }
+                    None if !state.next_segment.is_creating(segment_start) => break,
+                    None => {}
                 }
             }
             changed.await;
@@ -596,10 +618,14 @@ impl CommitLog {
         if self.config.flush == FlushMode::Async {
             state.durable = state.written;
         }
+        let idle = state.in_flight.is_empty();
         drop(state);
         self.durable_signal.notify();
         self.room.notify();
         self.work.notify();
+        if idle {
+            self.idle_signal.notify();
+        }
     }
 
     /// fdatasyncs every file written since the last sync; returns the position covered.
@@ -650,6 +676,7 @@ impl CommitLog {
                     self.state.borrow_mut().durable = target;
                     self.durable_signal.notify();
                     self.work.notify();
+                    self.idle_signal.notify();
                 }
                 Err(error) => {
                     self.fail(error.to_string());
@@ -686,8 +713,9 @@ impl CommitLog {
         self.work.notify();
         self.next_segment_signal.notify();
         let mut tasks = tasks.into_iter();
-        // The writer, then the next segment's preparer (it finishes a creation under way).
-        for task in tasks.by_ref().take(2) {
+        // The writer, then the next segment's preparer (it finishes a creation under way)
+        // and its zero-filler (it finishes the zero write under way).
+        for task in tasks.by_ref().take(3) {
             task.await;
         }
         // The async flusher may be asleep: do not wait for its timer.
@@ -756,6 +784,15 @@ impl LogState {
             .keys()
             .next_back()
             .expect("a log always has a segment")
+    }
+
+    /// Whether the log has nothing in flight or waiting to be written, and in `sync` mode
+    /// nothing unsynced.
+    pub(crate) fn is_idle(&self, flush: FlushMode) -> bool {
+        self.in_flight.is_empty()
+            && self.pending.is_empty()
+            && !self.active_has_new_data()
+            && (flush == FlushMode::Async || self.written == self.synced)
     }
 
     fn active_has_new_data(&self) -> bool {

@@ -21,7 +21,8 @@
 //! * [`record`]: the record format, producer-side builder, stamping, verification.
 //! * [`signal`]: a single-threaded change notification (also used by the broker).
 //! * `commit_log`: segments, group-commit writer, flush modes; `tail_cache`: recent bytes;
-//!   `next_segment`: the next segment file, created ahead of the roll.
+//!   `next_segment`: the next segment file, created ahead of the roll; `zero_fill`: that
+//!   file zero-filled in the log's idle moments, so syncs of its data need no journal commit.
 //! * `queue_index`: per-queue index; `checkpoint`: how far the indexes are complete.
 //! * `recovery`: scan, torn-tail cut, damage detection; `retention`: segment deletion.
 //! * `store`: [`ShardStore`], tying them together; `read`: the read path.
@@ -45,6 +46,7 @@ mod store;
 mod tail_cache;
 mod ticket_line;
 mod topic_deletion;
+mod zero_fill;
 
 pub use commit_log::LogStats;
 pub use config::{FlushMode, StorageConfig, BLOCK_BYTES};

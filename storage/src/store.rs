@@ -349,6 +349,13 @@ impl ShardStore {
         self.inner.log.next_segment_settled().await;
     }
 
+    /// Resolves once the next commit-log segment, created ahead, is zero-filled whole (or
+    /// zero-filling it failed, or is off, or the store closes). Zero-filling runs only while
+    /// the log is idle; until the next segment exists, this waits.
+    pub async fn zero_fill_settled(&self) {
+        self.inner.log.zero_fill_settled().await;
+    }
+
     /// Counters of the commit log's writer.
     pub fn log_stats(&self) -> crate::commit_log::LogStats {
         self.inner.log.state.borrow().stats
