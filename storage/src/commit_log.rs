@@ -158,7 +158,11 @@ pub struct LogStats {
     /// Write buffers allocated fresh (each page faults on first touch); the others reuse a
     /// buffer the tail cache let go of.
     pub buffers_allocated: u64,
-    /// Bytes of prepared segments zero-filled in the log's idle moments (see `zero_fill`).
+    /// Zero writes issued to prepared segments in the log's idle moments (see `zero_fill`).
+    pub zero_writes_issued: u64,
+    /// Zero writes completed (failed ones included).
+    pub zero_writes_completed: u64,
+    /// Bytes those writes zero-filled.
     pub bytes_zero_filled: u64,
     /// Times the writer's first write into a segment waited for a zero write still in
     /// flight there.

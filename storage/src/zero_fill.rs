@@ -131,6 +131,7 @@ impl CommitLog {
                 let job = state.next_zero_write(self.config.flush, self.config.segment_size_bytes);
                 if let Some(job) = &job {
                     state.zero_fill.in_flight = Some(job.segment_start);
+                    state.stats.zero_writes_issued += 1;
                 }
                 job
             };
@@ -151,6 +152,7 @@ impl CommitLog {
             let result = job.file.write_rc_at(buffer, job.at).await;
             let mut state = self.state.borrow_mut();
             state.zero_fill.in_flight = None;
+            state.stats.zero_writes_completed += 1;
             match result {
                 Ok(written) if written == job.len => {
                     state.stats.bytes_zero_filled += written as u64;

@@ -301,11 +301,10 @@ fn a_roll_during_a_zero_write_waits_for_it() {
         let store = ShardStore::open(config.clone()).await.unwrap();
         let (mut next, mut end) = (0, 0);
         // Each round: pass the middle of the current segment and let the next one be
-        // created (the zero-filler wakes with it and, the log being idle, issues its
-        // write), then at once append one batch that fills more than a write buffer in
-        // that segment, so that the writer issues a write there while the zero write is
-        // most likely still in flight.
-        for round in 1..=50 {
+        // created; once the zero-filler has issued its write there (the log being idle),
+        // append one batch that fills more than a write buffer in that segment, so that
+        // the writer wants to write there before the zero write's completion is seen.
+        for round in 1..=20 {
             let current = end / segment * segment;
             (next, end) = append_until(&store, next, current + segment / 2).await;
             let mut batch = Vec::new();
@@ -316,6 +315,14 @@ fn a_roll_during_a_zero_write_waits_for_it() {
                 next += 1;
             }
             store.next_segment_settled().await;
+            // The zero-filler wakes with the same notification; give it its turn.
+            for _ in 0..100 {
+                let stats = store.log_stats();
+                if stats.zero_writes_issued > stats.zero_writes_completed {
+                    break;
+                }
+                futures_lite::future::yield_now().await;
+            }
             let outcome = store.append(TOPIC, QueueId(0), &batch).await.unwrap();
             assert_eq!(outcome.first_offset.0, first);
             end = outcome.end_position.0;
@@ -326,7 +333,7 @@ fn a_roll_during_a_zero_write_waits_for_it() {
         }
         assert!(
             store.log_stats().writes_held_for_zero_fill > 0,
-            "no roll met a zero write in flight in 50 tries: {:?}",
+            "no roll met a zero write in flight in 20 tries: {:?}",
             store.log_stats()
         );
         check_messages(&store, next).await;
