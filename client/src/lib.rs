@@ -53,6 +53,7 @@
 //! | `producer.rs` | [`Producer`]: the send paths, queue choice, memory bound |
 //! | `batch.rs` | per-queue batch accumulators |
 //! | `sender.rs` | the producer's sender thread: requests, answers, retries, flush, close |
+//! | `request_timings.rs` | [`RequestTimings`]: a producer's requests timed per stage |
 //! | `pull_consumer.rs` | [`PullConsumer`] |
 //! | `push_consumer.rs` | [`PushConsumer`]: rebalance, pull and consume threads; commits; handover |
 //! | `process_queue.rs` | one owned queue: messages pulled and not handled, the committable offset |
@@ -115,6 +116,7 @@ mod producer;
 mod pull_consumer;
 mod push_consumer;
 mod rebalance;
+mod request_timings;
 mod route;
 mod sender;
 
@@ -131,6 +133,7 @@ pub use push_consumer::{
     CommitHandle, ConsumeResult, MessageHandler, PushConsumer, PushConsumerStats, PULL_RETRY_PAUSE,
 };
 pub use rebalance::allocate_average;
+pub use request_timings::{RequestTimings, HIGHEST_STAGE_US};
 pub use route::{BrokerRoute, TopicRoute};
 pub use sender::{BROKER_PAUSE, PERMIT_RETRY_INTERVAL};
 

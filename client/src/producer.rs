@@ -66,6 +66,7 @@ use crate::client::{Client, ClientInner};
 use crate::config::ProducerConfig;
 use crate::error::{ClientError, Result};
 use crate::message::{Message, SendResult};
+use crate::request_timings::RequestTimings;
 use crate::route::TopicRoute;
 use crate::sender::{Event, Sender};
 
@@ -287,9 +288,17 @@ pub(crate) struct Shared {
     /// `parked.entries.len()`, readable without the lock.
     parked_count: AtomicUsize,
     pub(crate) counters: Counters,
+    /// Written by the sender thread once per answered request.
+    request_timings: Mutex<RequestTimings>,
 }
 
 impl Shared {
+    pub(crate) fn request_timings(&self) -> MutexGuard<'_, RequestTimings> {
+        self.request_timings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -832,6 +841,7 @@ impl Producer {
             parked: Mutex::new(ParkedQueue::default()),
             parked_count: AtomicUsize::new(0),
             counters: Counters::default(),
+            request_timings: Mutex::new(RequestTimings::default()),
             config,
         });
         let sender = Sender::new(shared.clone(), received);
@@ -974,6 +984,12 @@ impl Producer {
             }
         }
         Ok(())
+    }
+
+    /// Where its answered requests spent their time so far, per stage (see
+    /// [`RequestTimings`]).
+    pub fn request_timings(&self) -> RequestTimings {
+        self.shared().request_timings().clone()
     }
 
     /// What it did so far.

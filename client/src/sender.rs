@@ -31,6 +31,7 @@ use crate::config::max_request_payload_bytes;
 use crate::connection::{check_response, Reply};
 use crate::error::{ClientError, Result};
 use crate::producer::Shared;
+use crate::request_timings::RequestStamps;
 
 /// How long round-robin sends avoid a broker group after a failure that suggests it is
 /// down or not serving (connection lost, timeout, not master, unavailable).
@@ -44,8 +45,12 @@ pub(crate) enum Event {
     Wake,
     /// A slot was created (for a topic's route).
     NewSlot(Arc<Slot>),
-    /// The answer to (or the failure of) produce request `request`.
-    Response { request: u64, result: Result<Frame> },
+    /// The answer to (or the failure of) produce request `request`, read at `read`.
+    Response {
+        request: u64,
+        result: Result<Frame>,
+        read: Instant,
+    },
     /// The route lookup for a topic with parked messages finished.
     RouteFetched { topic: Arc<str>, result: Result<()> },
     /// Answer once everything accepted so far is settled.
@@ -113,6 +118,9 @@ struct RequestInFlight {
     broker: usize,
     address: String,
     parts: Vec<PartInFlight>,
+    /// When the first message of its oldest batch came, and when it was written.
+    oldest_batch_opened: Instant,
+    written: Instant,
 }
 
 struct FlushWaiter {
@@ -211,7 +219,11 @@ impl Sender {
         match event {
             Event::Wake => self.shared.wake_pending.store(false, Ordering::SeqCst),
             Event::NewSlot(slot) => self.register(&slot),
-            Event::Response { request, result } => self.on_response(request, result),
+            Event::Response {
+                request,
+                result,
+                read,
+            } => self.on_response(request, result, read),
             Event::RouteFetched { topic, result } => self.shared.route_fetched(&topic, result),
             Event::Flush(done) => {
                 let pushed = self.shared.parked().pushed;
@@ -440,8 +452,15 @@ impl Sender {
             let _ = events.send(Event::Response {
                 request: request_id,
                 result,
+                read: Instant::now(),
             });
         }));
+        let oldest_batch_opened = taken
+            .iter()
+            .map(|part| part.batch.opened)
+            .min()
+            .unwrap_or(now);
+        let written = Instant::now();
         let sent = connection.send(
             &request,
             payload,
@@ -466,6 +485,8 @@ impl Sender {
                         broker,
                         address,
                         parts: taken,
+                        oldest_batch_opened,
+                        written,
                     },
                 );
             }
@@ -557,13 +578,19 @@ impl Sender {
         }
     }
 
-    fn on_response(&mut self, request_id: u64, result: Result<Frame>) {
+    fn on_response(&mut self, request_id: u64, result: Result<Frame>, read: Instant) {
         let Some(request) = self.in_flight.remove(&request_id) else {
             return;
         };
         self.brokers[request.broker].in_flight -= 1;
         self.land(&request.parts);
         let now = Instant::now();
+        self.shared.request_timings().record(RequestStamps {
+            oldest_batch_opened: request.oldest_batch_opened,
+            written: request.written,
+            answer_read: read,
+            settled: now,
+        });
         let outcome = result.and_then(|frame| {
             check_response(&frame, &request.address, "produce")?;
             let response = frame.header::<ProduceResponse>()?;

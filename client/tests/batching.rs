@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{client_config, pull_to_end, pull_topic, start_cluster};
-use spillway_client::{Message, MessageQueue, Producer, ProducerConfig, PullConsumer};
+use spillway_client::{
+    Message, MessageQueue, Producer, ProducerConfig, PullConsumer, RequestTimings,
+};
 
 const TOPIC: &str = "orders";
 const QUEUES: u32 = 8;
@@ -114,6 +116,16 @@ fn async_sends_within_the_linger_share_few_produce_requests() {
     );
     // Each request carried a part per queue, not one per message.
     assert!(stats.produce_parts <= stats.produce_requests * u64::from(QUEUES));
+    // Every answered request was timed, and its batches waited out the linger before it
+    // was written.
+    let timings = producer.request_timings();
+    assert_eq!(timings.requests(), stats.produce_requests);
+    assert!(
+        timings.batch_wait_us.max() >= 19_000,
+        "batch wait {}",
+        RequestTimings::describe(&timings.batch_wait_us)
+    );
+    assert!(timings.round_trip_us.min() > 0);
     let consumer = PullConsumer::new(config, "check").unwrap();
     assert_eq!(pull_topic(&consumer, TOPIC).len(), MESSAGES);
 }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use spillway_client::{Client, ClientConfig};
+use spillway_client::{Client, ClientConfig, RequestTimings};
 use spillway_storage::FlushMode;
 
 use crate::drivers::consume::{self, ConsumeOptions, StartFrom};
@@ -316,6 +316,24 @@ fn seconds_arg(name: &str, seconds: f64) -> Result<Duration, LoadError> {
         .ok_or_else(|| LoadError::Failed(format!("{name} must be a positive number of seconds")))
 }
 
+/// The producers' requests after the warm-up, timed per stage (nothing if none).
+fn request_stages_table(timings: &RequestTimings) -> String {
+    if timings.requests() == 0 {
+        return String::new();
+    }
+    let describe = RequestTimings::describe;
+    format!(
+        "  requests    {} produce requests, each timed per stage:\n\
+         \x20   batch wait       {}  (first message of the oldest batch to the request's write)\n\
+         \x20   round trip       {}  (the write to the answer read by the connection thread)\n\
+         \x20   answer hand-off  {}  (that read to the producer's sender thread settling it)\n",
+        timings.requests(),
+        describe(&timings.batch_wait_us),
+        describe(&timings.round_trip_us),
+        describe(&timings.answer_handoff_us),
+    )
+}
+
 /// Prints a summary and writes the files asked for.
 fn report(summary: &Summary, output: &OutputArgs) -> Result<(), LoadError> {
     summary.print_table()?;
@@ -352,6 +370,7 @@ pub fn produce(args: &ProduceArgs) -> Result<(), LoadError> {
     let outcome = outcome?;
     let summary = progress.summary_over("produce", outcome.elapsed);
     report(&summary, &args.output)?;
+    print!("{}", request_stages_table(&outcome.request_timings));
     if let Some(path) = &args.ledger {
         eprintln!(
             "ledger: {} acknowledged messages in {}",
@@ -496,6 +515,7 @@ fn run_end_to_end(
     consumer_outcome?;
     let produce_summary = produced.summary_over("produce", outcome.elapsed);
     produce_summary.print_table()?;
+    print!("{}", request_stages_table(&outcome.request_timings));
     let end_to_end_summary = received.summary_over("e2e", outcome.elapsed);
     report(&end_to_end_summary, output)?;
     let read = consumed.load(Ordering::Relaxed);

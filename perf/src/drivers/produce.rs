@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use spillway_client::{Client, Message, Producer, ProducerConfig, SendResult};
+use spillway_client::{Client, Message, Producer, ProducerConfig, RequestTimings, SendResult};
 use spillway_wire::{QueueId, QueueOffset};
 
 use crate::drivers::error_kind;
@@ -65,6 +65,8 @@ pub struct ProduceOutcome {
     pub warmup_acknowledged: u64,
     /// Acknowledgements written to the ledger.
     pub ledger_entries: u64,
+    /// Where the producers' requests after the warm-up spent their time, merged.
+    pub request_timings: RequestTimings,
 }
 
 /// Runs the producers until done or `stop` is set; reports to `progress` as they go.
@@ -112,9 +114,10 @@ pub fn run(
         threads.push(thread);
     }
     let mut first_error = None;
+    let mut request_timings = RequestTimings::default();
     for thread in threads {
         match thread.join() {
-            Ok(Ok(())) => {}
+            Ok(Ok(timings)) => request_timings.add(&timings),
             Ok(Err(error)) => first_error = first_error.or(Some(error)),
             Err(_) => {
                 first_error =
@@ -136,6 +139,7 @@ pub fn run(
         elapsed,
         warmup_acknowledged: warmup_acknowledged.load(Ordering::Relaxed),
         ledger_entries,
+        request_timings,
     })
 }
 
@@ -207,7 +211,8 @@ struct Sent {
 }
 
 impl Worker {
-    fn run(self) -> Result<(), LoadError> {
+    /// Sends until done; returns where the requests after the warm-up spent their time.
+    fn run(self) -> Result<RequestTimings, LoadError> {
         let result = futures_lite::future::block_on(self.send_all());
         if let Err(error) = self.producer.close() {
             tracing::warn!(%error, "closing a producer");
@@ -237,7 +242,7 @@ impl Worker {
             .is_ok()
     }
 
-    async fn send_all(&self) -> Result<(), LoadError> {
+    async fn send_all(&self) -> Result<RequestTimings, LoadError> {
         let mut tally = Tally {
             recorder: Recorder::new(),
             acknowledged: Vec::new(),
@@ -258,6 +263,8 @@ impl Worker {
             None => (CoarseClock::FULL_SPEED_READS_PER_CLOCK, 32),
         };
         let mut clock = CoarseClock::new(sends_per_clock);
+        // The requests' stage timings as the warm-up ended (taken at the first measured send).
+        let mut timings_at_warmup_end = None;
         while self.take_one(sequence) {
             limiter.wait_for(1);
             let id = MessageId::new(self.producer_index, sequence);
@@ -272,13 +279,13 @@ impl Worker {
                 0
             };
             let message = Message::new(topic.clone(), Bytes::from(body));
+            let measured = now >= self.measured_from;
+            if measured && timings_at_warmup_end.is_none() {
+                timings_at_warmup_end = Some(self.producer.request_timings());
+            }
             window.push(
                 now,
-                Sent {
-                    id,
-                    crc,
-                    measured: now >= self.measured_from,
-                },
+                Sent { id, crc, measured },
                 Box::pin(self.producer.send_async(message)),
             );
             if window.is_full() {
@@ -313,7 +320,14 @@ impl Worker {
         self.progress.report(&mut tally.recorder);
         self.warmup_acknowledged
             .fetch_add(tally.warmup_acknowledged, Ordering::Relaxed);
-        Ok(())
+        Ok(match timings_at_warmup_end {
+            Some(earlier) => {
+                let mut timings = self.producer.request_timings();
+                timings.subtract(&earlier);
+                timings
+            }
+            None => RequestTimings::default(),
+        })
     }
 
     fn write_ledger(
