@@ -88,9 +88,10 @@ pub struct ProducerArgs {
     /// Sends each producer keeps in flight.
     #[arg(long, default_value_t = 4096)]
     pub window: usize,
-    /// How long a batch may wait for more messages, in milliseconds.
-    #[arg(long, default_value_t = 2)]
-    pub linger_ms: u64,
+    /// How long a batch may wait for more messages, in milliseconds (fractions allowed:
+    /// 0.5 is half a millisecond).
+    #[arg(long, default_value_t = 2.0)]
+    pub linger_ms: f64,
     /// Batch size per queue, in bytes.
     #[arg(long, default_value_t = 256 << 10)]
     pub batch_bytes: usize,
@@ -296,7 +297,7 @@ fn produce_options(
         warmup: warmup_arg(producer.warmup)?,
         rate: producer.rate,
         window: producer.window,
-        linger: Duration::from_millis(producer.linger_ms),
+        linger: linger_arg(producer.linger_ms)?,
         batch_bytes: producer.batch_bytes,
         send_when_idle: producer.send_when_idle,
         ledger,
@@ -306,6 +307,12 @@ fn produce_options(
 fn warmup_arg(seconds: f64) -> Result<Duration, LoadError> {
     Duration::try_from_secs_f64(seconds).map_err(|_| {
         LoadError::Failed("--warmup must be zero or a positive number of seconds".into())
+    })
+}
+
+fn linger_arg(milliseconds: f64) -> Result<Duration, LoadError> {
+    Duration::try_from_secs_f64(milliseconds / 1e3).map_err(|_| {
+        LoadError::Failed("--linger-ms must be zero or a positive number of milliseconds".into())
     })
 }
 
@@ -593,7 +600,7 @@ pub fn quickstart(args: &QuickstartArgs) -> Result<(), LoadError> {
         warmup: 0.0,
         rate: args.rate,
         window: 4096,
-        linger_ms: 2,
+        linger_ms: 2.0,
         batch_bytes: 256 << 10,
         send_when_idle: false,
     };
