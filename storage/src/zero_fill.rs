@@ -46,6 +46,14 @@ pub(crate) struct ZeroFill {
 }
 
 impl ZeroFill {
+    /// How far from its start the segment starting at `segment_start` is zeroed.
+    fn zeroed_to(&self, segment_start: u64) -> u64 {
+        match self.progress {
+            Some((start, zeroed_to)) if start == segment_start => zeroed_to,
+            _ => 0,
+        }
+    }
+
     /// Whether a zero write to the segment starting at `segment_start` is in flight: the
     /// log must not write into that segment until it completes.
     pub(crate) fn writing(&self, segment_start: u64) -> bool {
@@ -64,24 +72,17 @@ struct ZeroWrite {
 impl LogState {
     /// The zero write to issue now, if the log is idle and the prepared segment is not
     /// yet zeroed whole.
-    fn next_zero_write(&mut self, flush: FlushMode, segment_size: u64) -> Option<ZeroWrite> {
+    fn next_zero_write(&self, flush: FlushMode, segment_size: u64) -> Option<ZeroWrite> {
         let NextSegment::Ready(segment_start, file) = &self.next_segment else {
             return None;
         };
-        let (segment_start, file) = (*segment_start, file.clone());
-        let zeroed_to = match self.zero_fill.progress {
-            Some((start, zeroed_to)) if start == segment_start => zeroed_to,
-            _ => {
-                self.zero_fill.progress = Some((segment_start, 0));
-                0
-            }
-        };
+        let zeroed_to = self.zero_fill.zeroed_to(*segment_start);
         if zeroed_to >= segment_size || !self.is_idle(flush) {
             return None;
         }
         Some(ZeroWrite {
-            segment_start,
-            file,
+            segment_start: *segment_start,
+            file: file.clone(),
             at: zeroed_to,
             len: (segment_size - zeroed_to).min(ZERO_WRITE_BYTES as u64) as usize,
         })
@@ -100,11 +101,7 @@ impl CommitLog {
                     return;
                 }
                 if let NextSegment::Ready(start, _) = state.next_segment {
-                    let zeroed_to = match state.zero_fill.progress {
-                        Some((at, zeroed_to)) if at == start => zeroed_to,
-                        _ => 0,
-                    };
-                    if zeroed_to >= self.config.segment_size_bytes {
+                    if state.zero_fill.zeroed_to(start) >= self.config.segment_size_bytes {
                         return;
                     }
                 }
@@ -156,11 +153,7 @@ impl CommitLog {
             match result {
                 Ok(written) if written == job.len => {
                     state.stats.bytes_zero_filled += written as u64;
-                    if let Some((start, zeroed_to)) = &mut state.zero_fill.progress {
-                        if *start == job.segment_start {
-                            *zeroed_to = job.at + written as u64;
-                        }
-                    }
+                    state.zero_fill.progress = Some((job.segment_start, job.at + written as u64));
                 }
                 outcome => {
                     // Not a failure of the log: the segment stays partly fallocated, which
