@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{body_of, crash_and_reopen, data_dir, encode, read_all, run, small_config};
+use common::{body_of, check_queue, crash_and_reopen, data_dir, encode, run, small_config};
 use spillway_storage::{FlushMode, QueueId, ShardStore, StorageConfig};
 
 const TOPIC: &str = "indexed";
@@ -30,12 +30,7 @@ fn index_file_len(path: &Path) -> u64 {
 }
 
 async fn check(store: &ShardStore) {
-    let read = read_all(store, TOPIC, QueueId(0), 0).await;
-    assert_eq!(read.len() as u64, RECORDS);
-    for (n, (offset, body)) in read.iter().enumerate() {
-        assert_eq!(*offset, n as u64);
-        assert_eq!(body, &body_of(0, n as u64), "record {n}");
-    }
+    check_queue(store, TOPIC, QueueId(0), RECORDS).await;
 }
 
 #[test]

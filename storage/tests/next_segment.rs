@@ -10,7 +10,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{body_of, data_dir, encode, read_all, run, small_config};
+use common::{body_of, check_queue, data_dir, encode, run, small_config};
 use spillway_storage::{FlushMode, QueueId, ShardStore, StorageConfig};
 
 const TOPIC: &str = "roll";
@@ -56,12 +56,7 @@ async fn wait_for_next_segment(store: &ShardStore) {
 }
 
 async fn check_messages(store: &ShardStore, count: u64) {
-    let read = read_all(store, TOPIC, QueueId(0), 0).await;
-    assert_eq!(read.len() as u64, count);
-    for (n, (offset, body)) in read.iter().enumerate() {
-        assert_eq!(*offset, n as u64);
-        assert_eq!(body, &body_of(0, n as u64), "message {n}");
-    }
+    check_queue(store, TOPIC, QueueId(0), count).await;
 }
 
 #[test]

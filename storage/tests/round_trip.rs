@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{body_of, data_dir, encode, read_all, run, small_config};
+use common::{body_of, check_queue, data_dir, encode, read_all, run, small_config};
 use spillway_storage::{
     FlushMode, QueueId, QueueOffset, ReadRequest, ReadStatus, ShardStore, StorageError, TagFilter,
 };
@@ -38,12 +38,7 @@ fn round_trip_in(flush: FlushMode) {
         let store = ShardStore::open(config.clone()).await.expect("open");
         append_messages(&store, 3, 400).await;
         for queue in 0..3 {
-            let messages = read_all(&store, TOPIC, QueueId(queue), 0).await;
-            assert_eq!(messages.len(), 400);
-            for (n, (offset, body)) in messages.iter().enumerate() {
-                assert_eq!(*offset, n as u64);
-                assert_eq!(body, &body_of(queue, n as u64));
-            }
+            check_queue(&store, TOPIC, QueueId(queue), 400).await;
         }
         store.close().await.expect("close");
         let segments = std::fs::read_dir(path.join("shard-0/commitlog"))

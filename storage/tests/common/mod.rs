@@ -68,6 +68,22 @@ pub fn encode(topic: &str, tag: &str, body: &[u8], out: &mut Vec<u8>) {
         .expect("encode record");
 }
 
+/// Checks that `queue` of `topic` holds exactly messages `0..count`, at dense offsets from
+/// 0, each with the body [`body_of`] gives it.
+pub async fn check_queue(store: &ShardStore, topic: &str, queue: QueueId, count: u64) {
+    let read = read_all(store, topic, queue, 0).await;
+    assert_eq!(read.len() as u64, count, "messages in queue {}", queue.0);
+    for (n, (offset, body)) in read.iter().enumerate() {
+        assert_eq!(*offset, n as u64);
+        assert_eq!(
+            body,
+            &body_of(queue.0, n as u64),
+            "queue {} message {n}",
+            queue.0
+        );
+    }
+}
+
 /// Reads every message of a queue from `from` on, returning (offset, body) pairs.
 pub async fn read_all(
     store: &ShardStore,
